@@ -1,21 +1,37 @@
-"""Test-wide fixtures: every test gets its own flowpod home so no state leaks between tests."""
+"""Test-wide fixtures: every test gets its own flowpod home and a clean flowpod environment.
+
+Settings that a developer's shell (or `eval "$(scripts/cluster env)"`) may carry are removed for
+the in-process tiers, so they never reach a cluster or a bucket by accident; tests marked
+`cluster` (all of tests/integration) keep the cluster's settings that their fixtures set.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+_LEAKY_PREFIXES = ("FLOWPOD_", "AWS_")
+
 
 @pytest.fixture(autouse=True)
-def flowpod_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def flowpod_home(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Path]:
+    if request.node.get_closest_marker("cluster") is None:
+        _scrub_environment(monkeypatch)
     home = tmp_path_factory.mktemp("flowpod-home")
     monkeypatch.setenv("FLOWPOD_HOME", str(home))
-    for var in (
-        "FLOWPOD_TASK_DEFAULT_RETRIES",
-        "FLOWPOD_TASK_DEFAULT_RETRY_DELAY_SECONDS",
-        "FLOWPOD_LOGGING_LEVEL",
-    ):
-        monkeypatch.delenv(var, raising=False)
     yield home
+
+
+def _scrub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in list(os.environ):
+        if var.startswith(_LEAKY_PREFIXES) and var != "FLOWPOD_SKIP_CLUSTER" \
+                and var != "FLOWPOD_CLUSTER_STATE":
+            monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("KUBECONFIG", raising=False)

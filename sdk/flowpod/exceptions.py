@@ -3,8 +3,9 @@
     FlowpodException
     ├── MissingContextError          run-only API used outside a flow or task run
     ├── ConfigurationError           a setting or profile value is invalid (also ValueError)
-    ├── ParameterTypeError           flow parameters fail validation against type hints (also TypeError)
-    ├── SignatureMismatchError       arguments do not bind to the function's signature (also TypeError)
+    ├── ParameterTypeError           flow parameters do not fit their type hints (also TypeError)
+    ├── SignatureMismatchError       arguments do not bind to the signature (also TypeError)
+    ├── ReservedArgumentError        a function uses a reserved parameter name (also TypeError)
     ├── MappingLengthMismatch        .map() iterables of different lengths (also ValueError)
     ├── MappingMissingIterable       .map() called with no iterable argument (also ValueError)
     ├── UnhashableInputError         a cache policy cannot hash an input (also ValueError)
@@ -20,6 +21,27 @@
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "CancelledRun",
+    "ConfigurationError",
+    "CrashedRun",
+    "FailedRun",
+    "FlowRunTimeoutError",
+    "FlowpodException",
+    "MappingLengthMismatch",
+    "MappingMissingIterable",
+    "MissingContextError",
+    "ParameterTypeError",
+    "ReservedArgumentError",
+    "ResultNotFound",
+    "SerializationError",
+    "SignatureMismatchError",
+    "TaskRunTimeoutError",
+    "UnfinishedRun",
+    "UnhashableInputError",
+    "UpstreamTaskError",
+]
 
 
 class FlowpodException(Exception):
@@ -40,6 +62,10 @@ class ParameterTypeError(FlowpodException, TypeError):
 
 class SignatureMismatchError(FlowpodException, TypeError):
     """Arguments do not bind to the function's signature."""
+
+
+class ReservedArgumentError(FlowpodException, TypeError):
+    """A task or flow function declares a parameter whose name the engine reserves."""
 
 
 class MappingLengthMismatch(FlowpodException, ValueError):

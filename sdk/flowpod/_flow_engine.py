@@ -1,0 +1,382 @@
+"""The flow-run engine: from calling a flow to its final state.
+
+Like the task engine it separates one attempt (``run_flow_attempt_sync`` / ``_async``: Running or
+Retrying, on_running hooks, the flow-run context with a fresh task runner, log_prints, the timeout,
+the return value turned into a state by ``flowpod.states.return_value_to_state``) from the lifecycle
+(parameter validation, the run name, retries, final hooks, log lines). The flow-runner pod on
+Kubernetes reuses the attempt with another task runner.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from flowpod._runs import FlowRun
+from flowpod.context import FlowRunContext, _flow_run_var, _tags_var, _task_run_var
+from flowpod.exceptions import FlowRunTimeoutError
+from flowpod.futures import FlowpodFuture, resolve_futures_to_states
+from flowpod.logging import ENGINE_LOGGER, FLOW_LOGGER, flow_run_logger, printing_to, setup_logging
+from flowpod.states import (
+    Completed,
+    Crashed,
+    Failed,
+    Pending,
+    Retrying,
+    Running,
+    State,
+    StateType,
+    TimedOut,
+    exception_to_failed_state,
+    format_exception,
+    return_value_to_state,
+)
+
+if TYPE_CHECKING:
+    from flowpod.flows import Flow
+
+__all__ = ["run_flow_async", "run_flow_attempt_async", "run_flow_attempt_sync", "run_flow_sync"]
+
+_INFO = logging.INFO
+_ERROR = logging.ERROR
+_FAILED_MESSAGE = "Flow run encountered an exception:"
+
+
+def _flog(flow_run: FlowRun, level: int, msg: str, *args: Any, exc_info: Any = None) -> None:
+    if FLOW_LOGGER.isEnabledFor(level):
+        FLOW_LOGGER.log(
+            level, msg, *args, exc_info=exc_info,
+            extra={
+                "flowpod_label": f"Flow run {flow_run.name!r}",
+                "flow_run_id": str(flow_run.id),
+                "flow_run_name": flow_run.name,
+            },
+        )
+
+
+# -- the run record -----------------------------------------------------------------------------
+
+
+def _new_flow_run(flow: Flow[Any, Any], parameters: dict[str, Any]) -> FlowRun:
+    from flowpod._names import generate_slug
+
+    parent_flow = _flow_run_var.get()
+    parent_task = _task_run_var.get()
+    flow_run = FlowRun(
+        generate_slug(),
+        flow.name,
+        parameters,
+        sorted(_tags_var.get()),
+        parent_flow.flow_run.id if parent_flow is not None else None,
+        parent_task.task_run.id if parent_task is not None else None,
+    )
+    flow_run.set_state(Pending())
+    return flow_run
+
+
+def _apply_run_name(flow: Flow[Any, Any], flow_run: FlowRun, params: dict[str, Any]) -> None:
+    template = flow.flow_run_name
+    if template is None:
+        return
+    if callable(template):
+        if "parameters" in inspect.signature(template).parameters:
+            name = template(parameters=params)
+        else:
+            name = template()
+    else:
+        try:
+            name = template.format(**params)
+        except (KeyError, IndexError) as exc:
+            raise ValueError(
+                f"flow_run_name {template!r} of flow {flow.name!r} refers to {exc}, which is not "
+                f"a parameter of the flow (parameters: {', '.join(params) or 'none'})."
+            ) from None
+    if not isinstance(name, str):
+        raise TypeError(
+            f"flow_run_name of flow {flow.name!r} must produce a str; got {type(name).__name__}."
+        )
+    flow_run.name = name
+
+
+def _prepare(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+             ) -> tuple[FlowRun, State[Any] | None]:
+    """Create the run, validate parameters, name it; a Failed state if either step failed."""
+    setup_logging()
+    parameters = flow._spec.bind(args, kwargs)
+    flow_run = _new_flow_run(flow, parameters)
+    failure: State[Any] | None = None
+    if flow.should_validate_parameters:
+        try:
+            flow_run.parameters = flow.validate_parameters(parameters)
+        except Exception as exc:
+            failure = Failed(
+                message=f"Validation of flow parameters failed with error: {format_exception(exc)}",
+                data=exc,
+            )
+    if failure is None:
+        try:
+            _apply_run_name(flow, flow_run, flow_run.parameters)
+        except Exception as exc:
+            failure = exception_to_failed_state(exc, _FAILED_MESSAGE)
+    if ENGINE_LOGGER.isEnabledFor(_INFO):
+        ENGINE_LOGGER.info("Created flow run %r for flow %r", flow_run.name, flow.name)
+    return flow_run, failure
+
+
+# -- one attempt ----------------------------------------------------------------------------------
+
+
+def _timeout_error(flow: Flow[Any, Any]) -> Any:
+    seconds = flow.timeout_seconds
+
+    def make() -> BaseException:
+        return FlowRunTimeoutError(f"Flow run exceeded timeout of {seconds} second(s)")
+
+    return make
+
+
+def _state_from_exception(flow_run: FlowRun, exc: BaseException) -> State[Any]:
+    if isinstance(exc, FlowRunTimeoutError):
+        return TimedOut(message=str(exc), data=exc)
+    if isinstance(exc, Exception):
+        _flog(flow_run, _ERROR, "Encountered exception during execution: %r", exc,
+              exc_info=(type(exc), exc, exc.__traceback__))
+        return exception_to_failed_state(exc, _FAILED_MESSAGE)
+    return Crashed(
+        message=f"Execution was interrupted by an unexpected exception: {format_exception(exc)}",
+        data=exc,
+    )
+
+
+def _contains_future(value: Any) -> bool:
+    if isinstance(value, FlowpodFuture):
+        return True
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(_contains_future(v) for v in value)
+    if isinstance(value, dict):
+        return any(_contains_future(v) for v in value.values())
+    return False
+
+
+def run_flow_attempt_sync(flow: Flow[Any, Any], flow_run: FlowRun, *, retry: bool = False
+                          ) -> State[Any]:
+    """Run one attempt of a sync flow and return its final-or-failed state (not yet recorded)."""
+    running = flow_run.set_state(Retrying() if retry else Running())
+    if flow.on_running:
+        _run_hooks_sync(flow.on_running, flow, flow_run, running)
+    runner = flow.task_runner.duplicate()
+    log_prints = bool(flow.log_prints)
+    ctx = FlowRunContext(flow, flow_run, runner, log_prints, flow.persist_result)
+    flow_token = _flow_run_var.set(ctx)
+    task_token = _task_run_var.set(None)
+    args, kwargs = flow._spec.to_call(flow_run.parameters)
+    try:
+        with runner, printing_to(flow_run_logger(flow_run) if log_prints else None):
+            if flow.timeout_seconds:
+                from flowpod._timeouts import call_with_timeout
+
+                value = call_with_timeout(
+                    lambda: flow.fn(*args, **kwargs), flow.timeout_seconds, _timeout_error(flow)
+                )
+            else:
+                value = flow.fn(*args, **kwargs)
+            if _contains_future(value):
+                value = resolve_futures_to_states(value)
+        return _final_state(ctx, value)
+    except BaseException as exc:  # noqa: BLE001 - every outcome becomes a state
+        return _state_from_exception(flow_run, exc)
+    finally:
+        _task_run_var.reset(task_token)
+        _flow_run_var.reset(flow_token)
+
+
+def _final_state(ctx: FlowRunContext, value: Any) -> State[Any]:
+    # A flow that returns nothing ends as the seed shows it, "Completed('All states completed.')",
+    # when every task run it made completed; a failed task whose result was never used still does
+    # not fail the flow (Prefect 3), it only drops that message.
+    if value is None and not ctx.task_run_failed:
+        return Completed(message="All states completed.")
+    return return_value_to_state(value)
+
+
+async def run_flow_attempt_async(flow: Flow[Any, Any], flow_run: FlowRun, *, retry: bool = False
+                                 ) -> State[Any]:
+    """The async counterpart of ``run_flow_attempt_sync``."""
+    import asyncio
+
+    running = flow_run.set_state(Retrying() if retry else Running())
+    if flow.on_running:
+        await _run_hooks_async(flow.on_running, flow, flow_run, running)
+    runner = flow.task_runner.duplicate()
+    log_prints = bool(flow.log_prints)
+    ctx = FlowRunContext(flow, flow_run, runner, log_prints, flow.persist_result)
+    flow_token = _flow_run_var.set(ctx)
+    task_token = _task_run_var.set(None)
+    args, kwargs = flow._spec.to_call(flow_run.parameters)
+    try:
+        with printing_to(flow_run_logger(flow_run) if log_prints else None):
+            try:
+                if flow.timeout_seconds:
+                    from flowpod._timeouts import await_with_timeout
+
+                    value = await await_with_timeout(
+                        flow.fn(*args, **kwargs), flow.timeout_seconds, _timeout_error(flow)
+                    )
+                else:
+                    value = await flow.fn(*args, **kwargs)
+                if _contains_future(value):
+                    value = await asyncio.to_thread(resolve_futures_to_states, value)
+            except BaseException as exc:
+                runner.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            # Waiting for the thread pool blocks: do it off the loop.
+            await asyncio.to_thread(runner.__exit__, None, None, None)
+        return _final_state(ctx, value)
+    except BaseException as exc:  # noqa: BLE001
+        return _state_from_exception(flow_run, exc)
+    finally:
+        _task_run_var.reset(task_token)
+        _flow_run_var.reset(flow_token)
+
+
+# -- hooks ----------------------------------------------------------------------------------------
+
+
+def _run_hooks_sync(hooks: list[Any], flow: Any, flow_run: FlowRun, state: State[Any]) -> None:
+    from flowpod._asyncutils import run_coro_sync
+
+    for hook in hooks:
+        name = getattr(hook, "__name__", None) or repr(hook)
+        _flog(flow_run, _INFO, "Running hook %r in response to entering state %r", name, state.name)
+        try:
+            outcome = hook(flow, flow_run, state)
+            if inspect.iscoroutine(outcome):
+                run_coro_sync(outcome)
+        except Exception:
+            _flog(flow_run, _ERROR, "An error was encountered while running hook %r", name,
+                  exc_info=True)
+        else:
+            _flog(flow_run, _INFO, "Hook %r finished running successfully", name)
+
+
+async def _run_hooks_async(hooks: list[Any], flow: Any, flow_run: FlowRun, state: State[Any]
+                           ) -> None:
+    for hook in hooks:
+        name = getattr(hook, "__name__", None) or repr(hook)
+        _flog(flow_run, _INFO, "Running hook %r in response to entering state %r", name, state.name)
+        try:
+            outcome = hook(flow, flow_run, state)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            _flog(flow_run, _ERROR, "An error was encountered while running hook %r", name,
+                  exc_info=True)
+        else:
+            _flog(flow_run, _INFO, "Hook %r finished running successfully", name)
+
+
+def _final_hooks(flow: Flow[Any, Any], state: State[Any]) -> list[Any]:
+    kind = state.type
+    if kind is StateType.COMPLETED:
+        return flow.on_completion
+    if kind is StateType.FAILED:
+        return flow.on_failure
+    if kind is StateType.CRASHED:
+        return flow.on_crashed
+    if kind is StateType.CANCELLED:
+        return flow.on_cancellation
+    return []
+
+
+# -- retries and the lifecycle ------------------------------------------------------------------
+
+
+def _retry_delay(flow: Flow[Any, Any], flow_run: FlowRun, failed: State[Any]) -> float | None:
+    """The delay before the next attempt, or None when the failed run is final."""
+    from flowpod._retrying import decide_retry, resolve_delays
+
+    retries = flow.retries or 0
+    if not retries:
+        return None
+    decision = decide_retry(
+        flow_run.run_count, retries, resolve_delays(flow.retry_delay_seconds, retries), None
+    )
+    if not decision.retry:
+        return None
+    _flog(
+        flow_run, _INFO,
+        "Received non-final state 'AwaitingRetry' when proposing final state %r and will attempt "
+        "to run again...", "Failed",
+    )
+    from flowpod._transitions import state_after_failure
+
+    flow_run.set_state(state_after_failure(failed, decision, time.time()))
+    return decision.delay_seconds
+
+
+def _log_finished(flow_run: FlowRun, state: State[Any]) -> None:
+    level = _INFO if state.type is StateType.COMPLETED else _ERROR
+    if FLOW_LOGGER.isEnabledFor(level):
+        _flog(flow_run, level, "Finished in state %s", state)
+
+
+def _outcome(state: State[Any], return_state: bool) -> Any:
+    data = state.data
+    if state.type is StateType.CRASHED and isinstance(data, BaseException) and not isinstance(
+        data, Exception
+    ):
+        raise data
+    if return_state:
+        return state
+    return state.result()
+
+
+def run_flow_sync(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                  return_state: bool = False) -> Any:
+    """Call a sync flow: run it to its final state; return its result (or state)."""
+    flow_run, state = _prepare(flow, args, kwargs)
+    if state is None:
+        retry = False
+        while True:
+            state = run_flow_attempt_sync(flow, flow_run, retry=retry)
+            if state.type is not StateType.FAILED:
+                break
+            delay = _retry_delay(flow, flow_run, state)
+            if delay is None:
+                break
+            if delay > 0:
+                time.sleep(delay)
+            retry = True
+    flow_run.set_state(state)
+    hooks = _final_hooks(flow, state)
+    if hooks:
+        _run_hooks_sync(hooks, flow, flow_run, state)
+    _log_finished(flow_run, state)
+    return _outcome(state, return_state)
+
+
+async def run_flow_async(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                         return_state: bool = False) -> Any:
+    """Call an async flow (the coroutine the call returns)."""
+    import asyncio
+
+    flow_run, state = _prepare(flow, args, kwargs)
+    if state is None:
+        retry = False
+        while True:
+            state = await run_flow_attempt_async(flow, flow_run, retry=retry)
+            if state.type is not StateType.FAILED:
+                break
+            delay = _retry_delay(flow, flow_run, state)
+            if delay is None:
+                break
+            await asyncio.sleep(delay)
+            retry = True
+    flow_run.set_state(state)
+    hooks = _final_hooks(flow, state)
+    if hooks:
+        await _run_hooks_async(hooks, flow, flow_run, state)
+    _log_finished(flow_run, state)
+    return _outcome(state, return_state)

@@ -1,0 +1,1 @@
+"""Helpers users import by path, mirroring ``prefect.utilities``."""

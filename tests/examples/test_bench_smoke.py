@@ -1,0 +1,38 @@
+"""The benchmark still runs: a tiny flowpod-only workload, JSON output (timings not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from example_support import ROOT
+
+
+def test_benchmark_reports_every_row_for_flowpod() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "local_overhead.py")]
+        + ["--tasks", "20", "--repeat", "1", "--no-prefect", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["errors"] == {}
+    figures = report["results"]["flowpod"]
+    for key in ("direct_us", "submit_us", "first_run_ms", "startup_import_ms", "import_ms"):
+        assert isinstance(figures[key], float), key
+    assert figures["peak_rss_mb"] > 0
+    assert figures["import_ms"] > 0 and figures["first_run_ms"] > 0
+
+
+def test_benchmark_rejects_a_zero_task_count() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "local_overhead.py"), "--tasks", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--tasks and --repeat must be at least 1" in done.stderr

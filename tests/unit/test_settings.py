@@ -1,0 +1,282 @@
+"""Settings: precedence (env > profile > defaults), parsing, the profile file, the cache."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from flowpod import _settings
+from flowpod._settings import (
+    active_profile,
+    describe_settings,
+    get_settings,
+    known_settings,
+    profile_path,
+    set_profile_values,
+    unset_profile_values,
+)
+from flowpod.exceptions import ConfigurationError
+
+
+def test_defaults(flowpod_home: Path) -> None:
+    settings = get_settings()
+    assert settings.home == flowpod_home
+    assert settings.task_default_retries == 0
+    assert settings.task_default_retry_delay_seconds == 0.0
+    assert settings.logging_level == "INFO"
+    assert profile_path() == flowpod_home / "profiles.toml"
+
+
+def test_home_defaults_to_dot_flowpod(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLOWPOD_HOME")
+    assert get_settings().home == Path("~/.flowpod").expanduser()
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("10", 10.0), ("2.5", 2.5), ("10,20", [10.0, 20.0]), (" 1 , 2 ,3", [1.0, 2.0, 3.0])],
+)
+def test_retry_delay_forms(monkeypatch: pytest.MonkeyPatch, raw: str, expected: object) -> None:
+    monkeypatch.setenv("FLOWPOD_TASK_DEFAULT_RETRY_DELAY_SECONDS", raw)
+    assert get_settings().task_default_retry_delay_seconds == expected
+
+
+def test_environment_values_are_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOWPOD_TASK_DEFAULT_RETRIES", "3")
+    monkeypatch.setenv("FLOWPOD_LOGGING_LEVEL", "debug")
+    settings = get_settings()
+    assert settings.task_default_retries == 3
+    assert settings.logging_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "fragment"),
+    [
+        ("FLOWPOD_TASK_DEFAULT_RETRIES", "two", "whole number >= 0"),
+        ("FLOWPOD_TASK_DEFAULT_RETRIES", "-1", "whole number >= 0"),
+        ("FLOWPOD_TASK_DEFAULT_RETRY_DELAY_SECONDS", "ten", "comma-separated list"),
+        ("FLOWPOD_TASK_DEFAULT_RETRY_DELAY_SECONDS", "1,-2", "comma-separated list"),
+        ("FLOWPOD_TASK_DEFAULT_RETRY_DELAY_SECONDS", ",".join(["1"] * 51), "at most 50"),
+        ("FLOWPOD_LOGGING_LEVEL", "LOUD", "DEBUG, INFO, WARNING"),
+    ],
+)
+def test_bad_environment_value_names_key_and_form(
+    monkeypatch: pytest.MonkeyPatch, name: str, raw: str, fragment: str
+) -> None:
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(ConfigurationError) as info:
+        get_settings()
+    message = str(info.value)
+    assert name in message and fragment in message and "environment" in message
+
+
+def test_empty_environment_variable_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_profile_values({"FLOWPOD_TASK_DEFAULT_RETRIES": "4"})
+    monkeypatch.setenv("FLOWPOD_TASK_DEFAULT_RETRIES", "")
+    assert get_settings().task_default_retries == 4
+
+
+def test_profile_values_apply_and_environment_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_profile_values(
+        {"FLOWPOD_TASK_DEFAULT_RETRIES": "2", "FLOWPOD_TASK_DEFAULT_RETRY_DELAY_SECONDS": "1,2"}
+    )
+    settings = get_settings()
+    assert settings.task_default_retries == 2
+    assert settings.task_default_retry_delay_seconds == [1.0, 2.0]
+
+    monkeypatch.setenv("FLOWPOD_TASK_DEFAULT_RETRIES", "5")
+    settings = get_settings()
+    assert settings.task_default_retries == 5  # environment beats the profile
+    assert settings.task_default_retry_delay_seconds == [1.0, 2.0]  # profile beats the default
+
+    sources = {item.name: item.source for item in describe_settings()}
+    assert sources == {
+        "FLOWPOD_HOME": "environment",
+        "FLOWPOD_TASK_DEFAULT_RETRIES": "environment",
+        "FLOWPOD_TASK_DEFAULT_RETRY_DELAY_SECONDS": "profile",
+        "FLOWPOD_LOGGING_LEVEL": "default",
+    }
+
+
+def test_profile_values_apply_in_a_fresh_process(flowpod_home: Path) -> None:
+    set_profile_values({"task_default_retries": "7", "logging_level": "warning"})
+    code = (
+        "from flowpod._settings import get_settings; s = get_settings(); "
+        "print(s.task_default_retries, s.logging_level, s.home)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWPOD_")}
+    env["FLOWPOD_HOME"] = str(flowpod_home)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["7", "WARNING", str(flowpod_home)]
+
+    env["FLOWPOD_TASK_DEFAULT_RETRIES"] = "1"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0] == "1"
+
+
+def test_key_spellings_are_accepted() -> None:
+    set_profile_values({"task-default-retries": "1", "flowpod_logging_level": "ERROR"})
+    table = tomllib.loads(profile_path().read_text())["profiles"]["default"]
+    assert table == {"FLOWPOD_TASK_DEFAULT_RETRIES": "1", "FLOWPOD_LOGGING_LEVEL": "ERROR"}
+
+
+def test_set_rejects_unknown_and_bad_values_without_writing() -> None:
+    set_profile_values({"FLOWPOD_TASK_DEFAULT_RETRIES": "1"})
+    before = profile_path().read_bytes()
+    with pytest.raises(ConfigurationError, match="unknown setting 'NOPE'.*known settings"):
+        set_profile_values({"NOPE": "1"})
+    with pytest.raises(ConfigurationError, match="FLOWPOD_TASK_DEFAULT_RETRIES='x'"):
+        # The valid first entry must not be written either: validation happens before writing.
+        set_profile_values({"FLOWPOD_LOGGING_LEVEL": "DEBUG", "FLOWPOD_TASK_DEFAULT_RETRIES": "x"})
+    with pytest.raises(ConfigurationError, match="FLOWPOD_HOME cannot be stored"):
+        set_profile_values({"FLOWPOD_HOME": "/elsewhere"})
+    assert profile_path().read_bytes() == before
+
+
+def test_unset_removes_only_named_keys() -> None:
+    set_profile_values({"FLOWPOD_TASK_DEFAULT_RETRIES": "3", "FLOWPOD_LOGGING_LEVEL": "ERROR"})
+    unset_profile_values(["FLOWPOD_TASK_DEFAULT_RETRIES"])
+    settings = get_settings()
+    assert settings.task_default_retries == 0
+    assert settings.logging_level == "ERROR"
+    unset_profile_values(["FLOWPOD_TASK_DEFAULT_RETRIES"])  # already gone: no error
+    with pytest.raises(ConfigurationError):
+        unset_profile_values(["NOT_A_SETTING"])
+
+
+def test_hand_written_profile_with_toml_types(flowpod_home: Path) -> None:
+    profile_path().write_text(
+        'active = "work"\n'
+        "[profiles.default]\nFLOWPOD_TASK_DEFAULT_RETRIES = 9\n"
+        "[profiles.work]\nFLOWPOD_TASK_DEFAULT_RETRIES = 2\n"
+        "FLOWPOD_TASK_DEFAULT_RETRY_DELAY_SECONDS = [1, 2.5]\n"
+    )
+    assert active_profile() == "work"
+    settings = get_settings()
+    assert settings.task_default_retries == 2
+    assert settings.task_default_retry_delay_seconds == [1.0, 2.5]
+
+
+def test_flowpod_profile_selects_profile_and_others_survive_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_profile_values({"FLOWPOD_TASK_DEFAULT_RETRIES": "1"})
+    monkeypatch.setenv("FLOWPOD_PROFILE", "ci")
+    assert get_settings().task_default_retries == 0  # the "ci" profile is empty
+    set_profile_values({"FLOWPOD_TASK_DEFAULT_RETRIES": "4"})
+    assert get_settings().task_default_retries == 4
+    monkeypatch.delenv("FLOWPOD_PROFILE")
+    assert get_settings().task_default_retries == 1
+    profiles = tomllib.loads(profile_path().read_text())["profiles"]
+    assert profiles["default"] == {"FLOWPOD_TASK_DEFAULT_RETRIES": "1"}
+    assert profiles["ci"] == {"FLOWPOD_TASK_DEFAULT_RETRIES": "4"}
+
+
+def test_invalid_toml_is_a_clear_error() -> None:
+    profile_path().write_text("this is = = not toml")
+    with pytest.raises(ConfigurationError, match="not valid TOML.*fix it by hand or delete it"):
+        get_settings()
+
+
+def test_bad_profile_value_names_the_file() -> None:
+    profile_path().write_text('[profiles.default]\nFLOWPOD_LOGGING_LEVEL = "LOUD"\n')
+    with pytest.raises(ConfigurationError, match="FLOWPOD_LOGGING_LEVEL.*profiles.toml"):
+        get_settings()
+
+
+def test_toml_writer_round_trips_awkward_text() -> None:
+    document = {
+        "active": 'we"ird\\name\n\ttab\x01',
+        "n": 3,
+        "x": 1.5,
+        "flag": True,
+        "items": ["a", 1, 2.0],
+        "profiles": {"spaced name": {"KEY": "é ünïcode ☃"}, "p.dot": {"A": "b"}},
+    }
+    assert tomllib.loads(_settings._dump_toml(document)) == document
+
+
+def test_cache_returns_same_object_until_something_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reads = 0
+    real_read = _settings._read_document
+
+    def counting_read(path: Path) -> dict[str, object]:
+        nonlocal reads
+        reads += 1
+        return real_read(path)
+
+    monkeypatch.setattr(_settings, "_read_document", counting_read)
+    first = get_settings()
+    assert get_settings() is first and get_settings() is first
+    assert reads == 1
+
+    monkeypatch.setenv("FLOWPOD_LOGGING_LEVEL", "ERROR")
+    assert get_settings().logging_level == "ERROR"
+    assert reads == 2
+
+    # An edit by another process (not through set_profile_values) is noticed via the file stamp.
+    profile_path().write_text('[profiles.default]\nFLOWPOD_TASK_DEFAULT_RETRIES = "6"\n')
+    assert get_settings().task_default_retries == 6
+    profile_path().unlink()
+    assert get_settings().task_default_retries == 0
+
+
+def test_changing_home_switches_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_profile_values({"FLOWPOD_TASK_DEFAULT_RETRIES": "2"})
+    monkeypatch.setenv("FLOWPOD_HOME", str(tmp_path / "other"))
+    settings = get_settings()
+    assert settings.home == tmp_path / "other"
+    assert settings.task_default_retries == 0
+
+
+def test_known_settings_describe_every_field() -> None:
+    known = known_settings()
+    assert set(known) == {
+        "FLOWPOD_HOME",
+        "FLOWPOD_TASK_DEFAULT_RETRIES",
+        "FLOWPOD_TASK_DEFAULT_RETRY_DELAY_SECONDS",
+        "FLOWPOD_LOGGING_LEVEL",
+    }
+    assert all(description for description in known.values())
+
+
+def test_concurrent_config_set_from_two_processes_loses_nothing(flowpod_home: Path) -> None:
+    code = (
+        "import sys; from flowpod._settings import set_profile_values\n"
+        "for i in range(30): set_profile_values({sys.argv[1]: str(i)})\n"
+    )
+    env = {**os.environ, "FLOWPOD_HOME": str(flowpod_home)}
+    keys = ("FLOWPOD_TASK_DEFAULT_RETRIES", "FLOWPOD_TASK_DEFAULT_RETRY_DELAY_SECONDS")
+    writers = [subprocess.Popen([sys.executable, "-c", code, key], env=env) for key in keys]
+    for writer in writers:
+        assert writer.wait(timeout=120) == 0
+    table = tomllib.loads(profile_path().read_text())["profiles"]["default"]
+    # Each process's last write survives: neither rewrote the file from a stale read.
+    assert table == {key: "29" for key in keys}
+
+
+def test_a_profile_value_we_cannot_rewrite_is_a_clear_error() -> None:
+    profile_path().write_text("[profiles.default]\nwhen = 1979-05-27T07:32:00Z\n")
+    with pytest.raises(ConfigurationError, match="cannot rewrite.*edit that entry by hand"):
+        set_profile_values({"FLOWPOD_TASK_DEFAULT_RETRIES": "1"})
+    assert "1979" in profile_path().read_text()  # left as it was
+
+
+@pytest.mark.parametrize("text", ["profiles = 3\n", "[profiles]\ndefault = 'x'\n"])
+def test_malformed_profile_structure_is_a_clear_error(text: str) -> None:
+    profile_path().write_text(text)
+    with pytest.raises(ConfigurationError, match="malformed.*must be tables"):
+        get_settings()
+    with pytest.raises(ConfigurationError, match="malformed"):
+        set_profile_values({"FLOWPOD_TASK_DEFAULT_RETRIES": "1"})
