@@ -1,0 +1,1 @@
+"""Integration tier: tests against the test cluster started by scripts/cluster."""
