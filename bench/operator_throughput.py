@@ -1,0 +1,451 @@
+"""The operator's throughput and latency on the test cluster (scripts/cluster up must be running).
+
+    python bench/operator_throughput.py [--count 1000] [--cache-count 1000] [--rate R]
+                                        [--real] [--json]
+
+Starts ``flowpod-operator`` as a subprocess (as its ServiceAccount, RBAC from
+deploy/operator-rbac.yaml) watching a fresh namespace, then measures:
+
+- pod created: from the moment the TaskRun create call returned to the moment the pod's ADDED
+  event reached this process (so the figure includes watch delivery), p50/p99;
+- TaskRuns completed per second: count / (last Completed seen - first TaskRun created);
+- cache hits: 1,000 TaskRuns whose cache key has a record: create returned -> Cached seen;
+- operator peak RSS (VmHWM of the operator process).
+
+By default pods are not run by the node agent: the TaskRuns carry a nodeSelector no node has,
+and this process plays the kubelet - on each pod ADDED it writes the attempt's Completed outcome
+to S3 and patches the pod's status to Succeeded. That isolates the operator's own cost from
+pod start-up on a 2-core machine (each real pod is a Python process importing flowpod).
+``--real`` lets the node agent run real pods instead (use a smaller --count).
+
+A benchmark, not a test: prints figures against the targets (PASS/MISS) and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUP, VERSION, PLURAL = "flowpod.dev", "v1alpha1", "taskruns"
+FINAL = {"Completed", "Cached", "Failed", "TimedOut", "Crashed"}
+SIM_SELECTOR = {"flowpod.dev/bench": "simulated-kubelet"}
+TARGETS = {"pod_p50_ms": 100.0, "cache_p50_ms": 100.0, "taskruns_per_s": 50.0, "rss_mb": 250.0}
+
+
+def _cluster_info() -> dict[str, Any]:
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "cluster"), "env", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"the test cluster is not running (scripts/cluster up): {proc.stderr}")
+    info: dict[str, Any] = json.loads(proc.stdout)
+    return info
+
+
+def _kubectl(info: dict[str, Any], *args: str) -> str:
+    cmd = [info["binaries"]["kubectl"], "--kubeconfig", info["kubeconfig"], *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise SystemExit(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+    return proc.stdout
+
+
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def _trivial(x: int) -> int:
+    return x + 1
+
+
+class Bench:
+    def __init__(self, info: dict[str, Any], real: bool, workers: int,
+                 profile: str | None = None) -> None:
+        from kubernetes import client, config
+
+        self.info = info
+        self.real = real
+        self.profile = profile
+        os.environ.update(info["env"])
+        self.api = config.new_client_from_config(config_file=info["kubeconfig"])
+        self.api.configuration.connection_pool_maxsize = workers
+        self.core: Any = client.CoreV1Api(self.api)
+        self.custom: Any = client.CustomObjectsApi(self.api)
+        self.pool = ThreadPoolExecutor(workers)
+        self.namespace = f"bench-op-{uuid.uuid4().hex[:6]}"
+        self.created: dict[str, float] = {}
+        self.pod_seen: dict[str, float] = {}
+        self.final_seen: dict[str, tuple[float, str]] = {}
+        self._stop = threading.Event()
+        self.operator: subprocess.Popen[bytes] | None = None
+        from flowpod._s3store import store_from_env
+
+        store = store_from_env()
+        assert store is not None
+        self.store = store
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        _kubectl(self.info, "apply", "-f", str(ROOT / "crds"))
+        _kubectl(self.info, "apply", "-f", str(ROOT / "deploy" / "operator-rbac.yaml"))
+        _kubectl(self.info, "create", "namespace", self.namespace)
+        s3 = self.info["s3"]
+        _kubectl(
+            self.info,
+            "create",
+            "secret",
+            "generic",
+            "flowpod-s3",
+            "-n",
+            self.namespace,
+            f"--from-literal=AWS_ACCESS_KEY_ID={s3['access_key_id']}",
+            f"--from-literal=AWS_SECRET_ACCESS_KEY={s3['secret_access_key']}",
+        )
+        token = _kubectl(
+            self.info,
+            "create",
+            "token",
+            "flowpod-operator",
+            "-n",
+            "flowpod-system",
+            "--duration=2h",
+        ).strip()
+        self.tmp = Path(tempfile.mkdtemp(prefix="flowpod-bench-op-"))
+        kubeconfig = self.tmp / "kubeconfig"
+        kubeconfig.write_text(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n"
+            f"    server: {self.info['apiserver_url']}\n"
+            f"    certificate-authority: {self.info['ca_file']}\n"
+            f"users:\n- name: u\n  user:\n    token: {token}\n"
+            "contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n"
+            "current-context: c\n"
+        )
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        env = {**os.environ, **self.info["env"], "KUBECONFIG": str(kubeconfig)}
+        command = [str(Path(sys.executable).with_name("flowpod-operator"))]
+        if self.profile:
+            # click's main() ends in sys.exit, which would skip writing the profile.
+            code = (
+                "import cProfile, sys; from flowpod_operator.__main__ import main; "
+                f"cProfile.run('main(sys.argv[1:], standalone_mode=False)', {self.profile!r})"
+            )
+            command = [sys.executable, "-c", code]
+        self.operator = subprocess.Popen(
+            [*command, "-n", self.namespace, "--liveness", f"http://127.0.0.1:{port}/healthz"],
+            env=env,
+            stdout=open(self.tmp / "operator.log", "wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+        def live() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        _wait(live, 60, "the operator")
+        threading.Thread(target=self._watch_pods, daemon=True).start()
+        threading.Thread(target=self._watch_taskruns, daemon=True).start()
+
+    def teardown(self) -> None:
+        self._stop.set()
+        if self.operator is not None:
+            # SIGINT: kopf stops cleanly (and a --profile run gets to write its figures).
+            self.operator.send_signal(2)
+            try:
+                self.operator.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.operator.kill()
+        subprocess.run(
+            [
+                self.info["binaries"]["kubectl"],
+                "--kubeconfig",
+                self.info["kubeconfig"],
+                "delete",
+                "namespace",
+                self.namespace,
+                "--wait=false",
+            ],
+            capture_output=True,
+            timeout=60,
+        )
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def operator_cpu_s(self) -> float:
+        assert self.operator is not None
+        fields = Path(f"/proc/{self.operator.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def operator_rss_mb(self) -> float:
+        assert self.operator is not None
+        for line in Path(f"/proc/{self.operator.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    # -- watches --------------------------------------------------------------------------------
+
+    def _watch_pods(self) -> None:
+        from kubernetes import watch
+
+        while not self._stop.is_set():
+            # deserialize=False: plain dicts (the client's models cost ms per pod event).
+            for event in watch.Watch().stream(
+                self.core.list_namespaced_pod,
+                self.namespace,
+                timeout_seconds=300,
+                _request_timeout=330,
+                deserialize=False,
+            ):
+                meta = event["object"]["metadata"]
+                name = (meta.get("labels") or {}).get("flowpod.dev/taskrun")
+                if event["type"] == "ADDED" and name and name not in self.pod_seen:
+                    self.pod_seen[name] = time.monotonic()
+                    if not self.real:
+                        self.pool.submit(self._play_kubelet, name, meta["name"])
+
+    def _watch_taskruns(self) -> None:
+        from kubernetes import watch
+
+        while not self._stop.is_set():
+            for event in watch.Watch().stream(
+                self.custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                timeout_seconds=300,
+                _request_timeout=330,
+                deserialize=False,
+            ):
+                obj = event["object"]
+                state = (obj.get("status") or {}).get("state")
+                name = obj["metadata"]["name"]
+                if state in FINAL and name not in self.final_seen:
+                    self.final_seen[name] = (time.monotonic(), state)
+
+    def _play_kubelet(self, taskrun: str, pod: str) -> None:
+        """What the node agent and the pod would do for a trivial task: a Completed outcome,
+        then the pod Succeeded."""
+        from flowpod._payloads import Outcome, write_outcome
+
+        write_outcome(
+            self.store,
+            self.namespace,
+            taskrun,
+            Outcome(attempt=1, state="Completed", result_ref="bench/none"),
+        )
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = {
+            "status": {
+                "phase": "Succeeded",
+                "startTime": now,
+                "containerStatuses": [
+                    {
+                        "name": "task",
+                        "image": "x",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 0,
+                        "state": {
+                            "terminated": {
+                                "exitCode": 0,
+                                "reason": "Completed",
+                                "startedAt": now,
+                                "finishedAt": now,
+                            }
+                        },
+                    }
+                ],
+            }
+        }
+        self.core.patch_namespaced_pod_status(pod, self.namespace, body)
+
+    # -- workloads ------------------------------------------------------------------------------
+
+    def _spec(self, name: str, cache_key: str | None) -> dict[str, Any]:
+        from flowpod import task
+        from flowpod._payloads import TaskPayload, write_payload
+        from flowpod._resources import TaskRunSpec
+
+        trivial = task(_trivial)
+        key = write_payload(
+            self.store,
+            self.namespace,
+            name,
+            TaskPayload(
+                task=trivial,
+                parameters={"x": 1},
+                run_name="trivial-0",
+                task_run_id=str(uuid.uuid4()),
+                cache_key=cache_key,
+            ),
+        )
+        spec = TaskRunSpec(
+            task_name="trivial",
+            task_key="bench.trivial",
+            run_name="trivial-0",
+            payload=key,
+            cache_key=cache_key,
+            node_selector=None if self.real else SIM_SELECTOR,
+        )
+        return spec.to_manifest(name, self.namespace)
+
+    def _create(self, manifest: dict[str, Any]) -> None:
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, manifest
+        )
+        self.created[manifest["metadata"]["name"]] = time.monotonic()
+
+    def run(self, prefix: str, count: int, cache_key: str | None,
+            rate: float | None = None) -> list[str]:
+        names = [f"{prefix}-{i:05d}" for i in range(count)]
+        manifests = list(self.pool.map(lambda n: self._spec(n, cache_key), names))
+        if rate:
+            # Paced arrivals: latency at a sustainable rate, not the queue of a burst.
+            start = time.monotonic()
+            futures = []
+            for i, manifest in enumerate(manifests):
+                delay = start + i / rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                futures.append(self.pool.submit(self._create, manifest))
+            for future in futures:
+                future.result()
+        else:
+            list(self.pool.map(self._create, manifests))
+        _wait(
+            lambda: all(n in self.final_seen for n in names),
+            600 + count,
+            f"{count} TaskRuns to finish",
+        )
+        return names
+
+    def seed_cache(self, cache_key: str) -> None:
+        from flowpod._store import CacheStore
+
+        CacheStore(self.store, lock_dir=self.tmp / "locks").commit(
+            cache_key, 2, task_key="bench.trivial", expiration=None
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--cache-count", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--real", action="store_true", help="run real pods (node agent)")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="create TaskRuns at this many per second (default: all at once)")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--profile", metavar="PATH", help="cProfile the operator into PATH")
+    args = parser.parse_args(argv)
+    if args.count < 1 or args.cache_count < 0:
+        parser.error("--count must be >= 1 and --cache-count >= 0")
+    bench = Bench(_cluster_info(), args.real, args.workers, args.profile)
+    bench.setup()
+    try:
+        cpu_before = bench.operator_cpu_s()
+        names = bench.run("run", args.count, None, args.rate)
+        pod_ms = [
+            max(0.0, bench.pod_seen[n] - bench.created[n]) * 1000
+            for n in names
+            if n in bench.pod_seen
+        ]
+        states = [bench.final_seen[n][1] for n in names]
+        first = min(bench.created[n] for n in names)
+        last = max(bench.final_seen[n][0] for n in names)
+        throughput = len(names) / (last - first)
+        cpu_per_run = (bench.operator_cpu_s() - cpu_before) / len(names) * 1000
+        cache_ms: list[float] = []
+        if args.cache_count:
+            key = f"bench-{uuid.uuid4().hex}"
+            bench.seed_cache(key)
+            cached = bench.run("hit", args.cache_count, key, args.rate)
+            cache_ms = [(bench.final_seen[n][0] - bench.created[n]) * 1000 for n in cached]
+            cache_states = {bench.final_seen[n][1] for n in cached}
+        else:
+            cache_states = set()
+        figures = {
+            "mode": ("real pods" if args.real else "simulated kubelet")
+            + (f", paced at {args.rate:g}/s" if args.rate else ", burst"),
+            "count": len(names),
+            "completed": states.count("Completed"),
+            "pod_p50_ms": statistics.median(pod_ms),
+            "pod_p99_ms": _percentile(pod_ms, 99),
+            "taskruns_per_s": throughput,
+            "cache_count": args.cache_count,
+            "cache_states": sorted(cache_states),
+            "cache_p50_ms": statistics.median(cache_ms) if cache_ms else float("nan"),
+            "cache_p99_ms": _percentile(cache_ms, 99),
+            "rss_mb": bench.operator_rss_mb(),
+            "operator_cpu_ms_per_taskrun": cpu_per_run,
+        }
+    finally:
+        bench.teardown()
+    if args.json:
+        print(json.dumps(figures, indent=2))
+        return 0
+    print(
+        f"flowpod operator bench ({figures['mode']}, {figures['count']} TaskRuns, "
+        f"{figures['completed']} Completed; {figures['cache_count']} cache hits "
+        f"{figures['cache_states']})"
+    )
+
+    def row(label: str, value: float, unit: str, target: float, lower_is_better: bool) -> None:
+        ok = value <= target if lower_is_better else value >= target
+        sign = "<=" if lower_is_better else ">="
+        print(
+            f"  {label:<34} {value:9.1f} {unit:<5} target {sign} {target:g} "
+            f"{'PASS' if ok else 'MISS'}"
+        )
+
+    row("TaskRun -> pod created p50", figures["pod_p50_ms"], "ms", 100, True)
+    print(f"  {'TaskRun -> pod created p99':<34} {figures['pod_p99_ms']:9.1f} ms")
+    row("TaskRuns completed / s", figures["taskruns_per_s"], "/s", 50, False)
+    if cache_ms:
+        row("cache hit -> Cached p50", figures["cache_p50_ms"], "ms", 100, True)
+        print(f"  {'cache hit -> Cached p99':<34} {figures['cache_p99_ms']:9.1f} ms")
+    row("operator peak RSS", figures["rss_mb"], "MB", 250, True)
+    print(f"  {'operator CPU per TaskRun (no cache)':<34} "
+          f"{figures['operator_cpu_ms_per_taskrun']:9.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""``flowpod-operator`` / ``python -m flowpod_operator``: start the operator.
+
+Configuration comes from the environment (see ``flowpod_operator.settings``); the flags below
+override the namespaces to watch, the default image and the liveness endpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import click
+
+from flowpod_operator.settings import OperatorConfig
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-n", "--namespace", "namespaces", multiple=True,
+              help="Watch this namespace (repeatable). Default: FLOWPOD_OPERATOR_NAMESPACES, "
+                   "else all namespaces.")
+@click.option("-A", "--all-namespaces", is_flag=True,
+              help="Watch every namespace (needs the cluster-wide RBAC of operator-rbac.yaml).")
+@click.option("--image", default=None,
+              help="Image of task pods whose TaskRun names none (FLOWPOD_OPERATOR_IMAGE).")
+@click.option("--liveness", "liveness", default=None, metavar="URL",
+              help="Serve a liveness probe, e.g. http://0.0.0.0:8080/healthz.")
+@click.option("-v", "--verbose", is_flag=True, help="Log at DEBUG level.")
+def main(namespaces: tuple[str, ...], all_namespaces: bool, image: str | None,
+         liveness: str | None, verbose: bool) -> None:
+    """Run flowpod's Kubernetes operator: every TaskRun becomes one pod per attempt."""
+    import kopf
+
+    from flowpod_operator import handlers
+
+    if namespaces and all_namespaces:
+        raise click.UsageError("use either --namespace or --all-namespaces, not both")
+    try:
+        config = OperatorConfig.from_env()
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if namespaces:
+        config = replace(config, namespaces=tuple(namespaces))
+    if all_namespaces:
+        config = replace(config, namespaces=())
+    if image:
+        config = replace(config, default_image=image)
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # kopf logs every handled event at INFO: at thousands of TaskRuns that is noise.
+    if not verbose:
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+    handlers.configure(config)
+    kopf.run(
+        standalone=True,  # one replica; no peering objects required
+        clusterwide=not config.namespaces,
+        namespaces=list(config.namespaces),
+        liveness_endpoint=liveness,
+    )
+
+
+if __name__ == "__main__":
+    main()

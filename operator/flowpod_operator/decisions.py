@@ -1,0 +1,500 @@
+"""What the operator does next for one TaskRun: observed state in, actions out.
+
+Pure: no kopf, no Kubernetes client, no clock, no store. ``decide`` reads the TaskRun (spec and
+the status the operator wrote earlier), the pod of the current attempt as last observed (or None
+when it is known not to exist), that attempt's outcome record, a cache record, the time and a
+random source, and returns the actions that bring the status in line with what was observed.
+
+Every decision is a function of observed state only, which is what makes the operator
+restart-safe and idempotent: feeding the same observation twice yields the actions once (after
+the first PatchStatus the status already says so, and the second call returns nothing), and a
+restarted operator recomputes the same actions from the same objects. Pod names are
+deterministic, so a CreatePod repeated after a crash is an adoption (409), never a second pod.
+
+State machine (status.state):
+
+    (none) --cache hit--> Cached
+    (none) --> Pending [pod 1] --pod running--> Running --pod succeeded--> Completed
+    Pending|Running|Retrying --pod failed / gone--> Failed | TimedOut | Crashed
+        --retries left and condition allows--> AwaitingRetry(nextRetryAt)
+        --nextRetryAt reached--> Retrying [pod n+1] --> Running --> ...
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from flowpod._resources import StateName, TaskRun, state_type_of
+from flowpod._retrying import decide_retry
+from flowpod._store import CacheRecord
+from flowpod_operator.pods import pod_name
+
+__all__ = [
+    "FINAL_STATES",
+    "STUCK_REASONS",
+    "Action",
+    "CreatePod",
+    "Decision",
+    "Event",
+    "OutcomeLike",
+    "PatchStatus",
+    "Requeue",
+    "decide",
+    "format_duration",
+    "pod_attempt",
+    "pod_failure_reason",
+]
+
+FINAL_STATES = frozenset(
+    {StateName.COMPLETED, StateName.CACHED, StateName.FAILED, StateName.TIMED_OUT,
+     StateName.CRASHED, StateName.CANCELLED}
+)
+# States in which the current attempt's pod exists (or is about to).
+_ACTIVE_STATES = frozenset({StateName.PENDING, StateName.RUNNING, StateName.RETRYING})
+# Container waiting reasons that will not resolve by themselves: the user has to act.
+STUCK_REASONS = frozenset(
+    {"CreateContainerConfigError", "CreateContainerError", "ErrImagePull", "ImagePullBackOff",
+     "InvalidImageName", "ErrImageNeverPull"}
+)
+_FAILED_OUTCOME_STATES = {
+    "Failed": StateName.FAILED, "TimedOut": StateName.TIMED_OUT, "Crashed": StateName.CRASHED,
+}
+
+
+class OutcomeLike(Protocol):
+    """What the pod wrote about its attempt (``flowpod._payloads.Outcome`` fits)."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def message(self) -> str | None: ...
+    @property
+    def exception(self) -> str | None: ...
+    @property
+    def retry_allowed(self) -> bool: ...
+    @property
+    def result_ref(self) -> str | None: ...
+
+
+# -- actions ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatePod:
+    """Create the pod of ``attempt`` (a 409 means it exists already: adopt it)."""
+
+    attempt: int
+
+
+@dataclass(frozen=True)
+class PatchStatus:
+    """Merge ``fields`` into status and append ``history`` entries (wire form, camelCase)."""
+
+    fields: Mapping[str, Any]
+    history: tuple[Mapping[str, Any], ...] = ()
+
+    def status_patch(self, previous_history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The status part of a merge patch: lists are replaced whole, so history is sent
+        complete (the previous entries plus the new ones)."""
+        body = dict(self.fields)
+        if self.history:
+            body["history"] = [*previous_history, *self.history]
+        return body
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes event on the TaskRun, for transitions a user wants to see."""
+
+    type: str  # "Normal" | "Warning"
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """Look at this TaskRun again after ``after_s`` seconds (a retry's delay)."""
+
+    after_s: float
+
+
+Action = CreatePod | PatchStatus | Event | Requeue
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple[Action, ...] = field(default_factory=tuple)
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        """The actions of one kind, in order."""
+        return [action for action in self.actions if isinstance(action, kind)]
+
+
+NOTHING = Decision()
+
+
+# -- reading pods -------------------------------------------------------------------------------
+
+
+def pod_attempt(pod: Mapping[str, Any]) -> int | None:
+    """The attempt number in a pod's ``flowpod.dev/attempt`` label, or None."""
+    labels = pod.get("metadata", {}).get("labels") or {}
+    try:
+        return int(labels.get("flowpod.dev/attempt", ""))
+    except ValueError:
+        return None
+
+
+def _terminated_states(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    found = []
+    for status in statuses:
+        for part in ("state", "lastState"):
+            terminated = (status.get(part) or {}).get("terminated")
+            if terminated:
+                found.append(terminated)
+    return found
+
+
+def pod_failure_reason(pod: Mapping[str, Any]) -> str | None:
+    """Why a pod ended, when the reason is one the operator treats specially:
+    ``DeadlineExceeded`` (activeDeadlineSeconds), ``Evicted`` or ``OOMKilled``."""
+    reason = pod.get("status", {}).get("reason")
+    if reason in ("DeadlineExceeded", "Evicted"):
+        return str(reason)
+    for terminated in _terminated_states(pod):
+        if terminated.get("reason") == "OOMKilled":
+            return "OOMKilled"
+    return None
+
+
+def _exit_code(pod: Mapping[str, Any]) -> int | None:
+    for terminated in _terminated_states(pod):
+        code = terminated.get("exitCode")
+        if isinstance(code, int):
+            return code
+    return None
+
+
+def _pod_name(pod: Mapping[str, Any]) -> str:
+    return str(pod.get("metadata", {}).get("name", "?"))
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def format_duration(seconds: float) -> str:
+    """A short human-readable duration for the printer column: '0.4s', '12s', '1m3s', '2h5m'."""
+    seconds = max(seconds, 0.0)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes}m"
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _entry(state: StateName, at: datetime, attempt: int, message: str | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "state": state.value,
+        "type": state_type_of(state).value,
+        "timestamp": _iso(at),
+        "attempt": attempt,
+    }
+    if message:
+        entry["message"] = message
+    return entry
+
+
+def _state_fields(state: StateName, message: str | None) -> dict[str, Any]:
+    return {"state": state.value, "stateType": state_type_of(state).value, "message": message}
+
+
+def _final_fields(taskrun: TaskRun, now: datetime) -> dict[str, Any]:
+    start = taskrun.status.start_time or taskrun.metadata.creation_timestamp or now
+    return {
+        "endTime": _iso(now),
+        "duration": format_duration((now - start).total_seconds()),
+        "nextRetryAt": None,
+    }
+
+
+def _name(taskrun: TaskRun) -> str:
+    return taskrun.metadata.name or "?"
+
+
+# -- the decision -------------------------------------------------------------------------------
+
+
+def decide(
+    taskrun: TaskRun,
+    pod: Mapping[str, Any] | None,
+    outcome: OutcomeLike | None,
+    cache_hit: CacheRecord | None,
+    now: datetime,
+    rng: random.Random | None = None,
+) -> Decision:
+    """The actions that follow from what was observed.
+
+    ``pod`` is the current attempt's pod (None: it does not exist); ``outcome`` the current
+    attempt's outcome record (None: not written); ``cache_hit`` the record under
+    ``spec.cacheKey`` (None: none).
+    """
+    state = taskrun.status.state
+    if state in FINAL_STATES:
+        return NOTHING
+    if state is None:
+        return _start(taskrun, cache_hit, now)
+    if state is StateName.AWAITING_RETRY:
+        return _after_delay(taskrun, now)
+    if state in _ACTIVE_STATES:
+        return _observe_attempt(taskrun, pod, outcome, now, rng)
+    return NOTHING
+
+
+def _start(taskrun: TaskRun, cache_hit: CacheRecord | None, now: datetime) -> Decision:
+    spec = taskrun.spec
+    if (
+        spec.cache_key is not None
+        and not spec.refresh_cache
+        and cache_hit is not None
+        and cache_hit.cache_key == spec.cache_key
+        and not cache_hit.is_expired(now)
+    ):
+        message = f"Cached result found under cache key {spec.cache_key!r}; no pod was started"
+        fields = {
+            **_state_fields(StateName.CACHED, message),
+            "resultRef": cache_hit.result_key,
+            "startTime": _iso(now),
+            "endTime": _iso(now),
+            "duration": format_duration(0),
+            "attempt": 0,
+        }
+        return Decision((
+            PatchStatus(fields, (_entry(StateName.CACHED, now, 0, message),)),
+            Event("Normal", "Cached", message),
+        ))
+    fields = {
+        **_state_fields(StateName.PENDING, None),
+        "attempt": 1,
+        "pod": pod_name(_name(taskrun), 1),
+        "startTime": _iso(now),
+        "observedGeneration": taskrun.metadata.generation,
+    }
+    return Decision((
+        CreatePod(1),
+        PatchStatus(fields, (_entry(StateName.PENDING, now, 1, None),)),
+    ))
+
+
+def _after_delay(taskrun: TaskRun, now: datetime) -> Decision:
+    status = taskrun.status
+    due = status.next_retry_at
+    if due is not None and now < due:
+        return Decision((Requeue((due - now).total_seconds()),))
+    attempt = status.attempt + 1
+    message = f"Retry {attempt - 1}/{taskrun.spec.retries}: starting attempt {attempt}"
+    fields = {
+        **_state_fields(StateName.RETRYING, message),
+        "attempt": attempt,
+        "pod": pod_name(_name(taskrun), attempt),
+        "nextRetryAt": None,
+    }
+    return Decision((
+        CreatePod(attempt),
+        PatchStatus(fields, (_entry(StateName.RETRYING, now, attempt, message),)),
+    ))
+
+
+def _observe_attempt(
+    taskrun: TaskRun,
+    pod: Mapping[str, Any] | None,
+    outcome: OutcomeLike | None,
+    now: datetime,
+    rng: random.Random | None,
+) -> Decision:
+    status = taskrun.status
+    attempt = status.attempt
+    if pod is not None and pod_attempt(pod) not in (None, attempt):
+        return NOTHING  # an earlier attempt's pod: already accounted for
+    if pod is None:
+        if outcome is not None:
+            return _conclude(taskrun, outcome_state(outcome), outcome, now, rng, None)
+        message = f"Pod {status.pod or '?'} of attempt {attempt} disappeared before it finished"
+        return _conclude(taskrun, StateName.CRASHED, None, now, rng, message)
+    phase = pod.get("status", {}).get("phase")
+    if phase == "Succeeded":
+        if outcome is None:
+            message = f"Pod {_pod_name(pod)} exited 0 without writing an outcome record"
+            return _conclude(taskrun, StateName.CRASHED, None, now, rng, message,
+                             running_since=_started(pod))
+        return _conclude(taskrun, outcome_state(outcome), outcome, now, rng, None,
+                         running_since=_started(pod))
+    if phase == "Failed":
+        state, why = _failed_pod_state(taskrun, pod, outcome)
+        return _conclude(taskrun, state, outcome, now, rng, why, running_since=_started(pod))
+    if phase == "Pending":
+        return _maybe_stuck(taskrun, pod)
+    if phase == "Running" and status.state is not StateName.RUNNING:
+        at = _started(pod) or now
+        return Decision((
+            PatchStatus(
+                _state_fields(StateName.RUNNING, None),
+                (_entry(StateName.RUNNING, at, attempt, None),),
+            ),
+        ))
+    return NOTHING
+
+
+def _waiting(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    for status in pod.get("status", {}).get("containerStatuses") or ():
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK_REASONS:
+            return str(waiting["reason"]), str(waiting.get("message") or "")
+    return None
+
+
+def _maybe_stuck(taskrun: TaskRun, pod: Mapping[str, Any]) -> Decision:
+    """A pod that cannot start (missing Secret, bad image) stays Pending: say why, once. The
+    state does not change - fixing the cause lets the same pod start."""
+    stuck = _waiting(pod)
+    if stuck is None:
+        return NOTHING
+    reason, detail = stuck
+    message = f"Pod {_pod_name(pod)} cannot start: {reason}" + (f": {detail}" if detail else "")
+    if taskrun.status.message == message:
+        return NOTHING
+    return Decision((PatchStatus({"message": message}), Event("Warning", reason, message)))
+
+
+def outcome_state(outcome: OutcomeLike) -> StateName:
+    """The TaskRun state an outcome record stands for (unknown words count as Crashed)."""
+    if outcome.state in ("Completed", "Cached"):
+        return StateName.COMPLETED
+    return _FAILED_OUTCOME_STATES.get(outcome.state, StateName.CRASHED)
+
+
+def _started(pod: Mapping[str, Any]) -> datetime | None:
+    return _parse_time(pod.get("status", {}).get("startTime"))
+
+
+def _failed_pod_state(
+    taskrun: TaskRun, pod: Mapping[str, Any], outcome: OutcomeLike | None
+) -> tuple[StateName, str | None]:
+    name = _pod_name(pod)
+    reason = pod_failure_reason(pod)
+    if reason == "DeadlineExceeded":
+        limit = taskrun.spec.timeout_seconds
+        if limit is None:
+            return StateName.TIMED_OUT, f"Pod {name} exceeded its activeDeadlineSeconds"
+        return StateName.TIMED_OUT, (
+            f"Task run exceeded timeout_seconds={limit:g}: pod {name} was stopped by "
+            f"activeDeadlineSeconds={math.ceil(limit)}"
+        )
+    if reason == "Evicted":
+        detail = pod.get("status", {}).get("message") or "no message"
+        return StateName.CRASHED, f"Pod {name} was evicted ({detail})"
+    if reason == "OOMKilled":
+        return StateName.CRASHED, (
+            f"Pod {name} was OOMKilled: the task used more memory than its limit; raise "
+            "resources.limits.memory"
+        )
+    if outcome is not None:
+        return outcome_state(outcome), None
+    return StateName.CRASHED, (
+        f"Pod {name} failed without writing an outcome record (exit code {_exit_code(pod)})"
+    )
+
+
+def _conclude(
+    taskrun: TaskRun,
+    state: StateName,
+    outcome: OutcomeLike | None,
+    now: datetime,
+    rng: random.Random | None,
+    message: str | None,
+    *,
+    running_since: datetime | None = None,
+) -> Decision:
+    spec, status = taskrun.spec, taskrun.status
+    attempt = status.attempt
+    if message is None and outcome is not None:
+        message = outcome.message or (
+            f"Task run failed with exception: {outcome.exception}" if outcome.exception else None
+        )
+    history: list[dict[str, Any]] = []
+    if status.state is not StateName.RUNNING and running_since is not None:
+        # The pod ran and ended between two observations: record that it ran.
+        history.append(_entry(StateName.RUNNING, running_since, attempt, None))
+    if state is StateName.COMPLETED:
+        message = message or "Task run completed"
+        fields = {
+            **_state_fields(StateName.COMPLETED, message),
+            **_final_fields(taskrun, now),
+            "resultRef": outcome.result_ref if outcome is not None else None,
+        }
+        history.append(_entry(StateName.COMPLETED, now, attempt, message))
+        return Decision((
+            PatchStatus(fields, tuple(history)),
+            Event("Normal", "Completed", f"Attempt {attempt}: {message}"),
+        ))
+    message = message or f"Attempt {attempt} ended {state.value}"
+    # A pod killed from outside (timeout, eviction, deletion) never asked retry_condition_fn;
+    # only an outcome the pod wrote carries its verdict.
+    allows = outcome.retry_allowed if outcome is not None and state is StateName.FAILED else True
+    verdict = decide_retry(
+        max(attempt, 1), spec.retries, spec.retry_delay_seconds, spec.retry_jitter_factor,
+        condition_allows=allows, rng=rng,
+    )
+    history.append(_entry(state, now, attempt, message))
+    if verdict.retry:
+        due = now + timedelta(seconds=verdict.delay_seconds)
+        when = (f"in {verdict.delay_seconds:g} s" if verdict.delay_seconds
+                else "immediately")
+        retry_message = (
+            f"{message} - Retry {verdict.retry_number}/{spec.retries} will start {when}"
+        )
+        fields = {
+            **_state_fields(StateName.AWAITING_RETRY, retry_message),
+            "nextRetryAt": _iso(due),
+        }
+        history.append(_entry(StateName.AWAITING_RETRY, now, attempt, retry_message))
+        return Decision((
+            PatchStatus(fields, tuple(history)),
+            Event("Warning", "AwaitingRetry", f"Attempt {attempt}: {retry_message}"),
+            Requeue(verdict.delay_seconds),
+        ))
+    if not allows:
+        message = f"{message} - retry_condition_fn declined a retry"
+    elif spec.retries:
+        message = f"{message} - Retries are exhausted"
+    fields = {**_state_fields(state, message), **_final_fields(taskrun, now)}
+    history[-1] = _entry(state, now, attempt, message)
+    return Decision((
+        PatchStatus(fields, tuple(history)),
+        Event("Warning", state.value, f"Attempt {attempt}: {message}"),
+    ))

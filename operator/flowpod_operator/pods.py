@@ -1,0 +1,167 @@
+"""The pod that runs one attempt of a TaskRun, as a plain manifest (pure: no API calls).
+
+The name is a function of the TaskRun's name and the attempt number alone, so whoever computes
+it - this process, a restarted operator, a test - gets the same name, and creating it twice is
+an adoption (409), not a second pod. Labels select the operator's pods in its watch; the owner
+reference lets Kubernetes garbage-collect the pods with their TaskRun.
+
+The pod needs no Kubernetes API access: what to run comes from its arguments, where the data
+lives from its environment, and the credentials from a Secret by reference (never inline).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from typing import Any
+
+from flowpod._resources import API_VERSION, TaskRun
+from flowpod_operator.settings import OperatorConfig
+
+__all__ = [
+    "ATTEMPT_LABEL",
+    "CONTAINER_NAME",
+    "FLOWRUN_LABEL",
+    "MANAGED_BY",
+    "MANAGED_BY_LABEL",
+    "TASKRUN_LABEL",
+    "label_value",
+    "pod_manifest",
+    "pod_name",
+]
+
+TASKRUN_LABEL = "flowpod.dev/taskrun"
+ATTEMPT_LABEL = "flowpod.dev/attempt"
+FLOWRUN_LABEL = "flowpod.dev/flowrun"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "flowpod-operator"
+CONTAINER_NAME = "task"
+
+_MAX_NAME = 63
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+
+
+def pod_name(taskrun: str, attempt: int) -> str:
+    """``<taskrun>-<attempt>``; names longer than 63 characters keep a prefix and get an 8-hex
+    hash of the full name before the attempt, so distinct TaskRuns never share a pod name."""
+    if attempt < 1:
+        raise ValueError(f"attempts are numbered from 1, got {attempt}")
+    name = f"{taskrun}-{attempt}"
+    if len(name) <= _MAX_NAME:
+        return name
+    suffix = f"-{_short_hash(name)}-{attempt}"
+    prefix = taskrun[: _MAX_NAME - len(suffix)].rstrip("-.")
+    return prefix + suffix
+
+
+def label_value(value: str) -> str:
+    """``value`` as a label value (at most 63 characters, alphanumeric at both ends); longer or
+    odd values keep a prefix plus an 8-hex hash."""
+    if len(value) <= _MAX_NAME and _LABEL_VALUE.fullmatch(value):
+        return value
+    prefix = re.sub(r"[^-A-Za-z0-9_.]", "-", value)[: _MAX_NAME - 9].strip("-_.")
+    return f"{prefix}-{_short_hash(value)}" if prefix else _short_hash(value)
+
+
+def _storage_env(taskrun: TaskRun, config: OperatorConfig) -> list[dict[str, Any]]:
+    storage = taskrun.spec.storage
+    defaults = config.storage
+    if storage is not None:
+        bucket, prefix = storage.bucket, storage.prefix
+        endpoint, region = storage.endpoint, storage.region
+        secret = storage.credentials_secret
+        secret_name = secret.name if secret else defaults.credentials_secret
+        id_key = secret.access_key_id_key if secret else defaults.access_key_id_key
+        key_key = secret.secret_access_key_key if secret else defaults.secret_access_key_key
+    else:
+        bucket, prefix = defaults.bucket, defaults.prefix
+        endpoint, region = defaults.endpoint, defaults.region
+        secret_name = defaults.credentials_secret
+        id_key, key_key = defaults.access_key_id_key, defaults.secret_access_key_key
+    env: list[dict[str, Any]] = []
+    for name, value in (
+        ("FLOWPOD_S3_BUCKET", bucket),
+        ("FLOWPOD_S3_PREFIX", prefix),
+        ("FLOWPOD_S3_ENDPOINT", endpoint),
+        ("FLOWPOD_S3_REGION", region),
+    ):
+        if value:
+            env.append({"name": name, "value": value})
+    if secret_name:
+        for name, key in (("AWS_ACCESS_KEY_ID", id_key), ("AWS_SECRET_ACCESS_KEY", key_key)):
+            env.append(
+                {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+            )
+    return env
+
+
+def pod_manifest(taskrun: TaskRun, attempt: int, config: OperatorConfig) -> dict[str, Any]:
+    """The pod running ``attempt`` of ``taskrun``."""
+    meta, spec = taskrun.metadata, taskrun.spec
+    if not meta.name or not meta.namespace or not meta.uid:
+        raise ValueError("a TaskRun needs metadata.name, namespace and uid to own a pod")
+    env = _storage_env(taskrun, config)
+    # The spec's own variables come last: the pod sees them over the defaults above.
+    overridden = {item.name for item in spec.env or ()}
+    env = [item for item in env if item["name"] not in overridden]
+    env.extend(item.to_wire() for item in spec.env or ())
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": spec.image or config.default_image,
+        "command": [
+            "python", "-m", "flowpod.pod", "task", f"{meta.namespace}/{meta.name}",
+            "--attempt", str(attempt),
+        ],
+        "env": env,
+        "securityContext": {"allowPrivilegeEscalation": False},
+    }
+    if spec.image_pull_policy is not None:
+        container["imagePullPolicy"] = spec.image_pull_policy.value
+    if spec.resources is not None:
+        container["resources"] = spec.resources.to_wire()
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": {"runAsNonRoot": True, "runAsUser": config.run_as_user},
+        "containers": [container],
+    }
+    if spec.timeout_seconds is not None:
+        pod_spec["activeDeadlineSeconds"] = max(1, math.ceil(spec.timeout_seconds))
+    if spec.service_account_name:
+        pod_spec["serviceAccountName"] = spec.service_account_name
+    else:
+        # Task pods talk to the store, never to the API server: no token unless asked for.
+        pod_spec["automountServiceAccountToken"] = False
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = [dict(item) for item in spec.tolerations]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(meta.name, attempt),
+            "namespace": meta.namespace,
+            "labels": {
+                TASKRUN_LABEL: label_value(meta.name),
+                ATTEMPT_LABEL: str(attempt),
+                FLOWRUN_LABEL: label_value(spec.flow_run) if spec.flow_run else "",
+                MANAGED_BY_LABEL: MANAGED_BY,
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "TaskRun",
+                    "name": meta.name,
+                    "uid": meta.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": pod_spec,
+    }

@@ -1,0 +1,611 @@
+"""The S3 result store: ``ResultStore`` on any S3-compatible endpoint (AWS, MinIO, Ceph, ...).
+
+Streaming both ways without holding an object in memory: writes go out as a multipart upload
+whose parts are ``part_size`` bytes (one part buffered at a time; objects smaller than one part
+are a single PutObject), reads stream the GetObject body and, when the connection drops mid-body,
+resume with a ranged GET pinned to the same ETag. The object appears only when the upload
+completes, so a failed or abandoned write never leaves a partial object behind.
+
+Outages are retried twice over: botocore's "standard" retry mode handles a short blip inside
+one call, and our own loop around every call retries connection errors, timeouts and 5xx /
+throttling answers with exponential backoff until a time budget (60 s by default) runs out. Then
+``S3StoreUnavailable`` names the endpoint, the bucket and what to check. Every call we make is
+idempotent (a part or an object re-sent whole), so retrying is always safe.
+
+Credentials come from boto3's standard chain (``AWS_*`` environment variables, config files,
+instance roles) or are passed explicitly by a caller that read them from a Kubernetes Secret;
+never from a custom resource's spec. boto3 is imported on first use, not at import time.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, BinaryIO, Protocol, TypeVar, cast
+
+from flowpod._store import CHUNK_SIZE, ResultStore, validate_key
+from flowpod.exceptions import FlowpodException, ResultNotFound
+
+__all__ = [
+    "DEFAULT_PART_SIZE",
+    "MIN_PART_SIZE",
+    "S3ResultStore",
+    "S3StoreError",
+    "S3StoreUnavailable",
+    "StorageSettings",
+    "store_from_env",
+]
+
+logger = logging.getLogger("flowpod.s3store")
+
+MIN_PART_SIZE = 5 * 1024 * 1024
+"""S3 refuses multipart parts smaller than this (except the last one)."""
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
+
+_T = TypeVar("_T")
+
+# ClientError codes meaning "nothing under that key".
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+# ClientError codes meaning "try again later" (besides every 5xx status).
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
+        "ServiceUnavailable", "InternalError", "XMinioServerNotInitialized",
+    }
+)
+_CREDENTIAL_CODES = frozenset(
+    {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+     "InvalidToken"}
+)
+
+
+class StorageSettings(Protocol):
+    """What a run's ``spec.storage`` says (``flowpod._resources.StorageSpec`` fits)."""
+
+    @property
+    def bucket(self) -> str: ...
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def endpoint(self) -> str | None: ...
+    @property
+    def region(self) -> str | None: ...
+
+
+class S3StoreError(FlowpodException):
+    """The S3 store refused a request for a reason retrying will not fix."""
+
+
+class S3StoreUnavailable(S3StoreError, ConnectionError):
+    """The S3 endpoint did not answer (or answered 5xx) for longer than the retry budget."""
+
+
+class _NotFound(Exception):
+    """Internal: the object is missing; turned into ResultNotFound with the caller's key."""
+
+
+class _UploadVanished(Exception):
+    """Internal: CompleteMultipartUpload said NoSuchUpload (maybe our earlier try succeeded)."""
+
+
+def _client_error_parts(exc: BaseException) -> tuple[str, int] | None:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, Mapping):
+        return None
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code, status
+
+
+def _is_transient(exc: BaseException) -> bool:
+    from botocore import exceptions as bex
+
+    parts = _client_error_parts(exc) if isinstance(exc, bex.ClientError) else None
+    if parts is not None:
+        code, status = parts
+        return status >= 500 or status == 429 or code in _TRANSIENT_CODES
+    # Connection refused/reset, timeouts, a body cut short: the endpoint is (briefly) away.
+    return isinstance(
+        exc,
+        bex.HTTPClientError | bex.ConnectionError | bex.IncompleteReadError | ConnectionError
+        | TimeoutError,
+    )
+
+
+class S3ResultStore(ResultStore):
+    """Objects in ``s3://bucket/prefix/<key>`` on AWS or any S3-compatible endpoint."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        session_token: str | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+        retry_budget_seconds: float = 60.0,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        client: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not bucket:
+            raise ValueError("S3ResultStore needs a bucket name (e.g. FLOWPOD_S3_BUCKET=results)")
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(
+                f"part_size must be at least {MIN_PART_SIZE} bytes (S3's minimum part size), "
+                f"got {part_size}"
+            )
+        if retry_budget_seconds < 0:
+            raise ValueError(f"retry_budget_seconds must be >= 0, got {retry_budget_seconds}")
+        if (access_key_id is None) != (secret_access_key is None):
+            raise ValueError("pass both access_key_id and secret_access_key, or neither")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.part_size = part_size
+        self.retry_budget_seconds = retry_budget_seconds
+        self._credentials = (access_key_id, secret_access_key, session_token)
+        self._timeouts = (connect_timeout, read_timeout)
+        self._client = client
+        self._client_lock = threading.Lock()
+        self._sleep = sleep
+        self._clock = clock
+
+    @classmethod
+    def from_storage(
+        cls,
+        storage: StorageSettings,
+        *,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        **options: Any,
+    ) -> S3ResultStore:
+        """The store a run's ``spec.storage`` describes.
+
+        The spec only names the Secret holding the credentials; the caller (the operator, or a
+        pod with the Secret mounted as environment) reads it and passes the values here.
+        Without them boto3's standard chain applies.
+        """
+        return cls(
+            storage.bucket,
+            storage.prefix,
+            endpoint_url=storage.endpoint,
+            region=storage.region,
+            access_key_id=access_key_id,
+            secret_access_key=secret_access_key,
+            **options,
+        )
+
+    def __repr__(self) -> str:
+        where = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+        return f"S3ResultStore({where!r}, endpoint={self._endpoint_label()!r})"
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client, created on first use (boto3 clients are thread-safe)."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        access_key_id, secret_access_key, session_token = self._credentials
+        session = boto3.session.Session(
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            aws_session_token=session_token,
+            region_name=self.region,
+        )
+        connect_timeout, read_timeout = self._timeouts
+        config = Config(
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            # botocore's own retries absorb a blip within one call; _retrying covers outages.
+            retries={"mode": "standard", "max_attempts": 3},
+            # Custom endpoints (MinIO, Ceph) rarely have wildcard DNS for virtual-host buckets.
+            s3={"addressing_style": "path" if self.endpoint_url else "auto"},
+            user_agent_extra="flowpod",
+        )
+        return session.client("s3", endpoint_url=self.endpoint_url, config=config)
+
+    def _endpoint_label(self) -> str:
+        if self.endpoint_url:
+            return self.endpoint_url
+        return f"AWS S3 ({self.region})" if self.region else "AWS S3"
+
+    def object_key(self, key: str) -> str:
+        """The S3 object key for a store key: the prefix joined with the validated key."""
+        validate_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _where(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self.object_key(key)} at {self._endpoint_label()}"
+
+    def _retrying(self, action: str, key: str, call: Callable[[], _T]) -> _T:
+        """Run ``call``, retrying transient failures with backoff within the time budget."""
+        from botocore import exceptions as bex
+
+        start = self._clock()
+        delay = 0.25
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return call()
+            except bex.ClientError as exc:
+                code, status = _client_error_parts(exc) or ("", 0)
+                if code in _NOT_FOUND_CODES:
+                    raise _NotFound() from exc
+                if code == "NoSuchUpload":
+                    raise _UploadVanished() from exc
+                if not _is_transient(exc):
+                    raise self._refused(action, key, code, status, exc) from exc
+                error: BaseException = exc
+            except (bex.NoCredentialsError, bex.PartialCredentialsError) as exc:
+                raise S3StoreError(
+                    f"no usable S3 credentials to {action} {self._where(key)}: {exc}. Set "
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile/role), or "
+                    "reference a Secret in the run's storage.credentialsSecret"
+                ) from exc
+            except Exception as exc:
+                if not _is_transient(exc):
+                    raise
+                error = exc
+            elapsed = self._clock() - start
+            if elapsed + delay > self.retry_budget_seconds:
+                raise S3StoreUnavailable(
+                    f"could not {action} {self._where(key)}: gave up after {attempt} attempts "
+                    f"over {elapsed:.1f} s (last error: {error}). Check that the S3 server is "
+                    "running and reachable from here, that the endpoint URL "
+                    "(FLOWPOD_S3_ENDPOINT / storage.endpoint) is right, and that bucket "
+                    f"{self.bucket!r} exists"
+                ) from error
+            if attempt == 1:
+                logger.warning(
+                    "could not %s %s (%s); retrying for up to %.0f s",
+                    action, self._where(key), error, self.retry_budget_seconds,
+                )
+            self._sleep(delay)
+            delay = min(delay * 2, 4.0)
+
+    def _refused(
+        self, action: str, key: str, code: str, status: int, exc: BaseException
+    ) -> S3StoreError:
+        where = self._where(key)
+        if code == "NoSuchBucket":
+            hint = (
+                f"bucket {self.bucket!r} does not exist at {self._endpoint_label()}: create it, "
+                "or point FLOWPOD_S3_BUCKET / storage.bucket at an existing one"
+            )
+        elif code in _CREDENTIAL_CODES:
+            hint = (
+                "the credentials were refused: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+                "(or the Secret named in storage.credentialsSecret) and that they may "
+                f"read and write bucket {self.bucket!r}"
+            )
+        else:
+            hint = f"the server answered {code or 'an error'} (HTTP {status})"
+        return S3StoreError(f"could not {action} {where}: {hint}. ({exc})")
+
+    def _missing(self, key: str) -> ResultNotFound:
+        return ResultNotFound(f"no object stored under {key!r} in {self._where(key)}")
+
+    # -- ResultStore ----------------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes) -> None:
+        if len(data) <= self.part_size:
+            object_key = self.object_key(key)
+            body = bytes(data)
+            self._retrying(
+                "write",
+                key,
+                lambda: self.client.put_object(Bucket=self.bucket, Key=object_key, Body=body),
+            )
+            return
+        super().put(key, data)
+
+    def get(self, key: str) -> bytes:
+        object_key = self.object_key(key)
+
+        def fetch() -> bytes:
+            response = self.client.get_object(Bucket=self.bucket, Key=object_key)
+            data: bytes = response["Body"].read()
+            return data
+
+        try:
+            return self._retrying("read", key, fetch)
+        except _NotFound:
+            raise self._missing(key) from None
+
+    def exists(self, key: str) -> bool:
+        object_key = self.object_key(key)
+        try:
+            self._retrying(
+                "check",
+                key,
+                lambda: self.client.head_object(Bucket=self.bucket, Key=object_key),
+            )
+        except _NotFound:
+            return False
+        return True
+
+    def delete(self, key: str) -> None:
+        object_key = self.object_key(key)
+        try:
+            self._retrying(
+                "delete",
+                key,
+                lambda: self.client.delete_object(Bucket=self.bucket, Key=object_key),
+            )
+        except _NotFound:
+            pass  # S3 itself answers 204 for a missing key; some servers say 404
+
+    @contextmanager
+    def open_write(self, key: str) -> Iterator[BinaryIO]:
+        writer = _MultipartWriter(self, key)
+        try:
+            yield cast(BinaryIO, writer)
+        except BaseException:
+            writer.abort()
+            raise
+        try:
+            writer.commit()
+        except BaseException:
+            writer.abort()  # a failed Complete would otherwise leave its parts stored (and billed)
+            raise
+
+    @contextmanager
+    def open_read(self, key: str) -> Iterator[BinaryIO]:
+        object_key = self.object_key(key)
+        try:
+            response = self._retrying(
+                "read",
+                key,
+                lambda: self.client.get_object(Bucket=self.bucket, Key=object_key),
+            )
+        except _NotFound:
+            raise self._missing(key) from None
+        reader = io.BufferedReader(_ResumingReader(self, key, response), buffer_size=CHUNK_SIZE)
+        try:
+            yield cast(BinaryIO, reader)
+        finally:
+            reader.close()
+
+
+class _MultipartWriter(io.RawIOBase):
+    """Buffers at most one part; uploads each full part as it fills (see open_write)."""
+
+    def __init__(self, store: S3ResultStore, key: str) -> None:
+        super().__init__()
+        self._store = store
+        self._key = key
+        self._object_key = store.object_key(key)
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._size = 0
+        self._done = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self._done or self.closed:
+            raise ValueError(f"write to {self._key!r} after its stream was closed")
+        view = memoryview(data).cast("B")
+        size = len(view)
+        part_size = self._store.part_size
+        offset = 0
+        while offset < size:
+            # Fill the buffer to exactly one part, ship it, continue: memory stays one part.
+            take = min(part_size - len(self._buffer), size - offset)
+            self._buffer += view[offset : offset + take]
+            offset += take
+            if len(self._buffer) >= part_size:
+                self._upload_part()
+        self._size += size
+        return size
+
+    def _upload_part(self) -> None:
+        store = self._store
+        if self._upload_id is None:
+            response = store._retrying(
+                "start an upload to",
+                self._key,
+                lambda: store.client.create_multipart_upload(
+                    Bucket=store.bucket, Key=self._object_key
+                ),
+            )
+            self._upload_id = str(response["UploadId"])
+        body = bytes(self._buffer)
+        self._buffer.clear()
+        number = len(self._parts) + 1
+        upload_id = self._upload_id
+        response = store._retrying(
+            f"upload part {number} of",
+            self._key,
+            lambda: store.client.upload_part(
+                Bucket=store.bucket, Key=self._object_key, UploadId=upload_id,
+                PartNumber=number, Body=body,
+            ),
+        )
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+
+    def commit(self) -> None:
+        store = self._store
+        if self._done:
+            return
+        self._done = True
+        if self._upload_id is None:
+            body = bytes(self._buffer)
+            self._buffer.clear()
+            store._retrying(
+                "write",
+                self._key,
+                lambda: store.client.put_object(
+                    Bucket=store.bucket, Key=self._object_key, Body=body
+                ),
+            )
+            self.close()
+            return
+        if self._buffer:
+            self._upload_part()
+        upload_id = self._upload_id
+        parts = list(self._parts)
+        try:
+            store._retrying(
+                "complete the upload of",
+                self._key,
+                lambda: store.client.complete_multipart_upload(
+                    Bucket=store.bucket, Key=self._object_key, UploadId=upload_id,
+                    MultipartUpload={"Parts": parts},
+                ),
+            )
+        except _UploadVanished:
+            # A retried Complete whose first try succeeded (the answer was lost) finds no upload;
+            # the object of the right size being there means it did complete.
+            if not self._object_has_size(self._size):
+                raise S3StoreError(
+                    f"the multipart upload of {store._where(self._key)} disappeared before it "
+                    "completed (aborted by a lifecycle rule or another client?); write it again"
+                ) from None
+        finally:
+            self.close()
+
+    def _object_has_size(self, size: int) -> bool:
+        store = self._store
+        try:
+            head = store._retrying(
+                "check",
+                self._key,
+                lambda: store.client.head_object(Bucket=store.bucket, Key=self._object_key),
+            )
+        except _NotFound:
+            return False
+        return int(head.get("ContentLength", -1)) == size
+
+    def abort(self) -> None:
+        """Drop the upload: nothing appears under the key, and S3 frees the stored parts."""
+        self._done = True
+        self._buffer.clear()
+        upload_id = self._upload_id
+        if upload_id is not None:
+            store = self._store
+            try:
+                store.client.abort_multipart_upload(
+                    Bucket=store.bucket, Key=self._object_key, UploadId=upload_id
+                )
+            except Exception as exc:  # the original error matters more than the clean-up
+                logger.warning(
+                    "could not abort the multipart upload %s of %s: %s (a bucket lifecycle rule "
+                    "for incomplete uploads will remove its parts)",
+                    upload_id, store._where(self._key), exc,
+                )
+        self.close()
+
+
+class _ResumingReader(io.RawIOBase):
+    """A GetObject body that resumes with a ranged GET when the connection drops mid-object."""
+
+    def __init__(self, store: S3ResultStore, key: str, response: Mapping[str, Any]) -> None:
+        super().__init__()
+        self._store = store
+        self._key = key
+        self._body: Any = response["Body"]
+        self._etag = response.get("ETag")
+        self._length = response.get("ContentLength")
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if not len(view) or (self._length is not None and self._position >= self._length):
+            return 0
+        while True:
+            try:
+                chunk: bytes = self._body.read(len(view))
+                if chunk or self._length is None:
+                    break
+                problem = f"the body ended early at {self._position} of {self._length} bytes"
+            except Exception as exc:
+                if not _is_transient(exc):
+                    raise
+                problem = str(exc)
+            logger.warning(
+                "reading %s broke at byte %d (%s); resuming",
+                self._store._where(self._key), self._position, problem,
+            )
+            self._reopen()
+        view[: len(chunk)] = chunk
+        self._position += len(chunk)
+        return len(chunk)
+
+    def _reopen(self) -> None:
+        store = self._store
+        object_key = store.object_key(self._key)
+        extra: dict[str, Any] = {"Range": f"bytes={self._position}-"}
+        if self._etag:
+            extra["IfMatch"] = self._etag  # the same object, not one rewritten meanwhile
+        with _quietly():
+            self._body.close()
+        try:
+            response = store._retrying(
+                "resume reading",
+                self._key,
+                lambda: store.client.get_object(Bucket=store.bucket, Key=object_key, **extra),
+            )
+        except _NotFound:
+            raise store._missing(self._key) from None
+        self._body = response["Body"]
+
+    def close(self) -> None:
+        if not self.closed:
+            with _quietly():
+                self._body.close()
+        super().close()
+
+
+@contextmanager
+def _quietly() -> Iterator[None]:
+    try:
+        yield
+    except Exception:  # closing a broken connection may itself fail; nothing to do about it
+        pass
+
+
+def store_from_env(environ: Mapping[str, str] | None = None) -> S3ResultStore | None:
+    """An S3ResultStore when ``FLOWPOD_S3_BUCKET`` is set, else None.
+
+    Reads ``FLOWPOD_S3_ENDPOINT`` (any S3-compatible URL), ``FLOWPOD_S3_PREFIX`` and
+    ``FLOWPOD_S3_REGION``; credentials come from boto3's chain (``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``, profiles, roles).
+    """
+    env = os.environ if environ is None else environ
+    bucket = env.get("FLOWPOD_S3_BUCKET", "").strip()
+    if not bucket:
+        return None
+    return S3ResultStore(
+        bucket,
+        env.get("FLOWPOD_S3_PREFIX", ""),
+        endpoint_url=env.get("FLOWPOD_S3_ENDPOINT") or None,
+        region=env.get("FLOWPOD_S3_REGION") or None,
+    )

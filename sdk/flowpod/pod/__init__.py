@@ -1,0 +1,107 @@
+"""The program inside flowpod's pods: ``python -m flowpod.pod task <ns>/<taskrun> --attempt N``.
+
+The operator starts one pod per attempt of a TaskRun with this command. The pod needs no
+Kubernetes API access: its arguments name the TaskRun and attempt, its environment names the
+result store (``FLOWPOD_S3_BUCKET`` / ``_PREFIX`` / ``_ENDPOINT`` / ``_REGION`` and AWS
+credentials, or ``FLOWPOD_STORE_PATH`` for a local folder, which the tests use), and the store holds
+the payload. Logs go to stdout in flowpod's console format (``kubectl logs`` shows them). The exit
+code is 0 when the attempt Completed and 1 otherwise (after the outcome was written); 2 means the
+command line or the store configuration is wrong, and no outcome could be written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flowpod._store import ResultStore
+
+__all__ = ["STORE_PATH_VAR", "main", "store_for_pod"]
+
+STORE_PATH_VAR = "FLOWPOD_STORE_PATH"
+"""A local folder used as the result store instead of S3 (tests, single-machine setups)."""
+
+EXIT_COMPLETED = 0
+EXIT_NOT_COMPLETED = 1
+EXIT_USAGE = 2
+
+
+class PodConfigurationError(Exception):
+    """The pod's arguments or environment are unusable; the message says how to fix them."""
+
+
+def store_for_pod() -> ResultStore:
+    """The store this pod's environment names: ``FLOWPOD_STORE_PATH``, else S3 from the env."""
+    path = os.environ.get(STORE_PATH_VAR, "").strip()
+    if path:
+        from flowpod._store import LocalResultStore
+
+        return LocalResultStore(Path(path))
+    from flowpod._s3store import store_from_env
+
+    store = store_from_env()
+    if store is None:
+        raise PodConfigurationError(
+            "no result store configured: set FLOWPOD_S3_BUCKET (with FLOWPOD_S3_ENDPOINT, "
+            f"FLOWPOD_S3_PREFIX and AWS credentials as needed) or {STORE_PATH_VAR}=<folder>"
+        )
+    return store
+
+
+def _parse_target(target: str) -> tuple[str, str]:
+    namespace, sep, name = target.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise PodConfigurationError(
+            f"expected <namespace>/<taskrun>, got {target!r} (e.g. 'default/add-0-x7k2')"
+        )
+    return namespace, name
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m flowpod.pod", description="Run one attempt of a flowpod run in this pod."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    task = commands.add_parser("task", help="run one attempt of a TaskRun")
+    task.add_argument("target", help="<namespace>/<taskrun>")
+    task.add_argument("--attempt", type=int, required=True, help="attempt number, from 1")
+    return parser
+
+
+def _log_to_stdout() -> None:
+    """flowpod's console handler, on stdout: a pod's stdout is what ``kubectl logs`` shows."""
+    from flowpod.logging import RunFormatter, setup_logging
+
+    setup_logging()
+    root = logging.getLogger("flowpod")
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(RunFormatter())
+    root.addHandler(handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    _log_to_stdout()
+    log = logging.getLogger("flowpod.pod")
+    try:
+        namespace, name = _parse_target(args.target)
+        if args.attempt < 1:
+            raise PodConfigurationError(f"--attempt counts from 1, got {args.attempt}")
+        store = store_for_pod()
+    except PodConfigurationError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    from flowpod.pod._task import run_task
+
+    outcome = run_task(store, namespace, name, args.attempt)
+    sys.stdout.flush()
+    return EXIT_COMPLETED if outcome.completed else EXIT_NOT_COMPLETED

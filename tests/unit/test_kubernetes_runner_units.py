@@ -1,0 +1,527 @@
+"""KubernetesTaskRunner against a fake of its own API seam (TaskRunApi).
+
+The fake keeps TaskRuns in memory with resource versions and a replayable event log (so list +
+watch behave like the API server's, including an expired watch), and plays the operator: it runs
+each attempt in-process with the real pod program (``flowpod.pod._task.run_task``), honours the
+cache, retries with the shared retry maths, and publishes the status transitions.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowpod import flow, task
+from flowpod._payloads import read_payload
+from flowpod._resources import TaskRun as TaskRunObject
+from flowpod._retrying import decide_retry
+from flowpod._store import CacheStore, LocalResultStore, ResultStore
+from flowpod.exceptions import UpstreamTaskError
+from flowpod.futures import as_completed
+from flowpod.kubernetes import (
+    RUNNER_LABEL,
+    KubernetesTaskFuture,
+    KubernetesTaskRunner,
+    TaskRunApi,
+    WatchExpired,
+    taskrun_object_name,
+)
+from flowpod.pod._task import run_task
+
+NS = "fake-ns"
+
+
+class FakeApi(TaskRunApi):
+    """In-memory TaskRuns + a fake operator running attempts with the real pod program."""
+
+    def __init__(self, store: ResultStore, operate: bool = True) -> None:
+        super().__init__()
+        self.store = store
+        self.operate = operate
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.log: list[tuple[int, str, dict[str, Any]]] = []
+        self.version = 0
+        self.cond = threading.Condition()
+        self.attempts: dict[str, int] = {}
+        self.expire_next_watch = 0
+        self.fail_next_watch = 0
+        self.fail_create: Exception | None = None
+        self.lists = 0
+
+    # -- the seam ----------------------------------------------------------------------------
+
+    def default_namespace(self) -> str:
+        return NS
+
+    def create(self, namespace: str, manifest: Any) -> dict[str, Any]:
+        if self.fail_create is not None:
+            raise self.fail_create
+        TaskRunObject.from_object(manifest)  # the manifest must be a valid TaskRun
+        obj = copy.deepcopy(dict(manifest))
+        name = obj["metadata"]["name"]
+        with self.cond:
+            assert name not in self.objects, "TaskRun names must be unique"
+            self.objects[name] = obj
+            self._publish("ADDED", obj)
+        if self.operate:
+            threading.Thread(target=self._operate, args=(name,), daemon=True).start()
+        return obj
+
+    def list(self, namespace: str, label_selector: str) -> tuple[list[dict[str, Any]], str]:
+        key, _, value = label_selector.partition("=")
+        with self.cond:
+            self.lists += 1
+            items = [copy.deepcopy(o) for o in self.objects.values()
+                     if o["metadata"].get("labels", {}).get(key) == value]
+            return items, str(self.version)
+
+    def watch(self, namespace: str, label_selector: str, resource_version: str,
+              timeout_seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        if self.expire_next_watch:
+            self.expire_next_watch -= 1
+            raise WatchExpired("too old resource version")
+        if self.fail_next_watch:
+            self.fail_next_watch -= 1
+            raise ConnectionError("apiserver went away")
+        key, _, value = label_selector.partition("=")
+        seen = int(resource_version)
+        deadline = time.monotonic() + 0.5  # short server-side timeout: exercise re-watching
+        while True:
+            with self.cond:
+                fresh = [e for e in self.log if e[0] > seen]
+                if not fresh:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return
+                    self.cond.wait(left)
+                    continue
+            for version, kind, obj in fresh:
+                seen = version
+                if obj["metadata"].get("labels", {}).get(key) == value:
+                    yield kind, copy.deepcopy(obj)
+
+    # -- fake cluster behaviour --------------------------------------------------------------
+
+    def _publish(self, kind: str, obj: dict[str, Any]) -> None:
+        self.version += 1
+        obj["metadata"]["resourceVersion"] = str(self.version)
+        self.log.append((self.version, kind, copy.deepcopy(obj)))
+        self.cond.notify_all()
+
+    def set_status(self, name: str, **fields: Any) -> None:
+        with self.cond:
+            obj = self.objects[name]
+            obj.setdefault("status", {}).update(fields)
+            self._publish("MODIFIED", obj)
+
+    def delete(self, name: str) -> None:
+        with self.cond:
+            obj = self.objects.pop(name)
+            self._publish("DELETED", obj)
+
+    def _operate(self, name: str) -> None:
+        spec = self.objects[name]["spec"]
+        key = spec.get("cacheKey")
+        if key and not spec.get("refreshCache"):
+            record = CacheStore(self.store).read_record(key)
+            if record is not None and not record.is_expired(datetime.now(UTC)):
+                self.set_status(name, state="Cached", resultRef=record.result_key, attempt=0)
+                return
+        attempt = 1
+        while True:
+            self.attempts[name] = attempt
+            self.set_status(name, state="Running" if attempt == 1 else "Retrying",
+                            attempt=attempt)
+            outcome = run_task(self.store, NS, name, attempt)
+            if outcome.completed:
+                self.set_status(name, state="Completed", resultRef=outcome.result_ref)
+                return
+            verdict = decide_retry(attempt, spec.get("retries", 0),
+                                   spec.get("retryDelaySeconds", []), None,
+                                   condition_allows=outcome.retry_allowed)
+            if not verdict.retry:
+                self.set_status(name, state=outcome.state, message=outcome.message)
+                return
+            self.set_status(name, state="AwaitingRetry")
+            attempt += 1
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalResultStore:
+    return LocalResultStore(tmp_path / "store")
+
+
+@pytest.fixture
+def api(store: LocalResultStore) -> FakeApi:
+    return FakeApi(store)
+
+
+@pytest.fixture
+def runner(store: LocalResultStore, api: FakeApi) -> KubernetesTaskRunner:
+    return KubernetesTaskRunner(namespace=NS, store=store, api=api)
+
+
+@task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], retry_jitter_factor=0.5, timeout_seconds=30)
+def boom() -> int:
+    raise KeyError("missing")
+
+
+calls: list[int] = []
+
+
+def counting_key(ctx: Any, params: dict[str, Any]) -> str:
+    return f"fixed-{params['x']}"
+
+
+@task(cache_key_fn=counting_key)
+def cached_square(x: int) -> int:
+    return x * x
+
+
+def test_submit_runs_the_task_on_the_cluster(runner: KubernetesTaskRunner, api: FakeApi,
+                                             store: LocalResultStore) -> None:
+    @flow(task_runner=runner)
+    def pipeline() -> tuple[int, str]:
+        future = add.submit(1, 2)
+        return future.result(timeout=30), future.state.name
+
+    assert pipeline() == (3, "Completed")
+    [obj] = api.objects.values()
+    spec, meta = obj["spec"], obj["metadata"]
+    assert spec["taskName"] == "add" and spec["runName"] == "add-0"
+    assert spec["payload"] == f"runs/{NS}/{meta['name']}/payload"
+    assert "cacheKey" not in spec
+    assert meta["labels"][RUNNER_LABEL] and meta["labels"]["flowpod.dev/task"] == "add"
+    payload = read_payload(store, NS, meta["name"])
+    assert payload.parameters == {"x": 1, "y": 2}
+    assert payload.flow_run is not None and payload.flow_run.flow_name == "pipeline"
+
+
+def test_retry_settings_are_resolved_into_the_spec(runner: KubernetesTaskRunner,
+                                                   api: FakeApi) -> None:
+    api.operate = False
+
+    @flow(task_runner=runner)
+    def pipeline() -> None:
+        future = boom.submit()
+        name = _wait(lambda: next(iter(api.objects), None), "TaskRun creation")
+        spec = api.objects[name]["spec"]
+        assert spec["retries"] == 2
+        assert spec["retryDelaySeconds"] == [1.0, 5.0]
+        assert spec["retryJitterFactor"] == 0.5
+        assert spec["timeoutSeconds"] == 30
+        api.set_status(name, state="Crashed", message="pod vanished", attempt=1)
+        future.wait(30)
+
+    pipeline()
+
+
+def test_map_creates_concurrent_taskruns(runner: KubernetesTaskRunner, api: FakeApi) -> None:
+    @flow(task_runner=runner)
+    def pipeline() -> list[int]:
+        return add.map(range(8), 100).result(timeout=60)
+
+    assert pipeline() == [100 + i for i in range(8)]
+    assert len(api.objects) == 8
+    assert sorted(o["spec"]["runName"] for o in api.objects.values()) == sorted(
+        f"add-{i}" for i in range(8))
+
+
+def test_failing_task_fails_the_flow_with_its_own_exception(runner: KubernetesTaskRunner,
+                                                            api: FakeApi) -> None:
+    @flow(task_runner=runner)
+    def pipeline() -> int:
+        return boom.with_options(retry_delay_seconds=0).submit().result(timeout=60)
+
+    with pytest.raises(KeyError, match="missing"):
+        pipeline()
+    [name] = api.objects
+    assert api.attempts[name] == 3  # retries=2: three attempts before the final Failed
+
+
+def test_retry_condition_stops_retries(runner: KubernetesTaskRunner, api: FakeApi) -> None:
+    stubborn = boom.with_options(retry_delay_seconds=0,
+                                 retry_condition_fn=lambda t, r, s: False)
+
+    box: list[Any] = []
+
+    @flow(task_runner=runner)
+    def pipeline() -> None:
+        future = stubborn.submit()
+        future.wait(30)
+        box.append(future.state)
+
+    pipeline()
+    [state] = box
+    assert state.name == "Failed" and isinstance(state.data, KeyError)
+    assert list(api.attempts.values()) == [1]
+
+
+def test_cache_hit_runs_no_attempt(runner: KubernetesTaskRunner, api: FakeApi) -> None:
+    @flow(task_runner=runner)
+    def pipeline() -> Any:
+        future = cached_square.submit(7)
+        return future.result(timeout=30), future.state
+
+    value, state = pipeline()
+    assert (value, state.name) == (49, "Completed")
+    value, state = pipeline()
+    assert (value, state.name) == (49, "Cached")
+    assert state.state_details.cache_key == "fixed-7"
+    assert [o["spec"]["cacheKey"] for o in api.objects.values()] == ["fixed-7", "fixed-7"]
+    assert len(api.attempts) == 1  # only the first run had a pod
+
+
+def test_futures_as_arguments_are_resolved_first(runner: KubernetesTaskRunner) -> None:
+    @flow(task_runner=runner)
+    def pipeline() -> int:
+        first = add.submit(1, 1)
+        return add.submit(first, 10).result(timeout=30)
+
+    assert pipeline() == 12
+
+
+def test_failed_upstream_makes_the_run_not_ready(runner: KubernetesTaskRunner,
+                                                 api: FakeApi) -> None:
+    box: list[Any] = []
+
+    @flow(task_runner=runner)
+    def pipeline() -> None:
+        bad = boom.with_options(retries=0).submit()
+        future = add.submit(bad, 1)
+        future.wait(30)
+        box.append(future.state)
+
+    pipeline()
+    [state] = box
+    assert state.name == "NotReady" and isinstance(state.data, UpstreamTaskError)
+    assert len(api.objects) == 1  # no TaskRun for the run that could not start
+
+
+def test_the_watch_recovers_from_expiry_and_errors(runner: KubernetesTaskRunner,
+                                                   api: FakeApi) -> None:
+    api.expire_next_watch = 1
+    api.fail_next_watch = 1
+
+    @flow(task_runner=runner)
+    def pipeline() -> int:
+        return add.submit(2, 3).result(timeout=30)
+
+    assert pipeline() == 5
+    assert api.lists >= 3  # the first list, then one re-list after each broken watch
+
+
+def test_one_watch_serves_all_futures(runner: KubernetesTaskRunner, api: FakeApi) -> None:
+    @flow(task_runner=runner)
+    def pipeline() -> list[int]:
+        futures = [add.submit(i, i) for i in range(5)]
+        return sorted(f.result(timeout=30) for f in as_completed(futures, timeout=30))
+
+    before = {t.name for t in threading.enumerate()}
+    assert pipeline() == [0, 2, 4, 6, 8]
+    watchers = [t for t in threading.enumerate()
+                if t.name.startswith("flowpod-k8s-watch") and t.name not in before]
+    assert len(watchers) <= 1
+
+
+def test_deleted_taskrun_is_crashed(runner: KubernetesTaskRunner, api: FakeApi) -> None:
+    api.operate = False
+
+    box: list[Any] = []
+
+    @flow(task_runner=runner)
+    def pipeline() -> None:
+        future = add.submit(1, 2)
+        name = _wait(lambda: next(iter(api.objects), None), "TaskRun creation")
+        api.set_status(name, state="Running", attempt=1)
+        _wait(lambda: future.state.name == "Running", "the Running state to be seen")
+        api.delete(name)
+        future.wait(30)
+        box.append(future.state)
+
+    pipeline()
+    [state] = box
+    assert state.name == "Crashed" and "was deleted" in state.message
+
+
+def test_timed_out_without_outcome_raises_a_timeout(runner: KubernetesTaskRunner,
+                                                    api: FakeApi) -> None:
+    api.operate = False
+
+    @flow(task_runner=runner)
+    def pipeline() -> Any:
+        future = add.submit(1, 2)
+        name = _wait(lambda: next(iter(api.objects), None), "TaskRun creation")
+        api.set_status(name, state="TimedOut", attempt=1,
+                       message="Pod was active on the node longer than the specified deadline")
+        return future.result(timeout=30, raise_on_failure=False)
+
+    exc = pipeline()
+    assert isinstance(exc, TimeoutError) and "deadline" in str(exc)
+
+
+def test_create_errors_fail_the_run_with_the_reason(runner: KubernetesTaskRunner,
+                                                    api: FakeApi) -> None:
+    api.fail_create = PermissionError("taskruns.flowpod.dev is forbidden")
+
+    box: list[Any] = []
+
+    @flow(task_runner=runner)
+    def pipeline() -> None:
+        future = add.submit(1, 2)
+        future.wait(30)
+        box.append(future.state)
+
+    pipeline()
+    [state] = box
+    assert state.name == "Failed"
+    assert state.message.startswith("Could not submit the task run to Kubernetes: PermissionError")
+
+
+def test_without_storage_the_error_says_how_to_configure(api: FakeApi,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FLOWPOD_S3_BUCKET", raising=False)
+    runner = KubernetesTaskRunner(namespace=NS, api=api)
+
+    box: list[Any] = []
+
+    @flow(task_runner=runner)
+    def pipeline() -> None:
+        future = add.submit(1, 2)
+        future.wait(30)
+        box.append(future.state)
+
+    pipeline()
+    [state] = box
+    assert state.name == "Failed" and "FLOWPOD_S3_BUCKET" in state.message
+
+
+def test_pod_settings_reach_the_spec(store: LocalResultStore, api: FakeApi) -> None:
+    runner = KubernetesTaskRunner(
+        namespace=NS, image="registry.local/etl:1", store=store, api=api,
+        env={"MODE": "fast"}, resources={"limits": {"memory": "1Gi"}},
+        service_account_name="etl-runner", node_selector={"pool": "cpu"},
+        storage={"bucket": "results", "endpoint": "http://minio:9000",
+                 "credentialsSecret": {"name": "s3-creds"}},
+    )
+
+    @flow(task_runner=runner)
+    def pipeline() -> int:
+        return add.submit(1, 2).result(timeout=30)
+
+    assert pipeline() == 3
+    [obj] = api.objects.values()
+    spec = obj["spec"]
+    assert spec["image"] == "registry.local/etl:1"
+    assert spec["env"] == [{"name": "MODE", "value": "fast"}]
+    assert spec["resources"] == {"limits": {"memory": "1Gi"}}
+    assert spec["serviceAccountName"] == "etl-runner"
+    assert spec["nodeSelector"] == {"pool": "cpu"}
+    assert spec["storage"]["bucket"] == "results"
+    assert spec["storage"]["credentialsSecret"]["name"] == "s3-creds"
+
+
+def test_done_callbacks_run_once(runner: KubernetesTaskRunner) -> None:
+    seen: list[str] = []
+    done = threading.Event()
+
+    @flow(task_runner=runner)
+    def pipeline() -> None:
+        future = add.submit(1, 2)
+        future.add_done_callback(lambda f: (seen.append(f.state.name), done.set()))
+        future.wait(30)
+        future.add_done_callback(lambda f: seen.append("late"))
+
+    pipeline()
+    assert done.wait(5)
+    assert seen == ["Completed", "late"]
+
+
+def test_runner_copies_start_fresh(runner: KubernetesTaskRunner) -> None:
+    import pickle
+
+    twin = runner.duplicate()
+    assert isinstance(twin, KubernetesTaskRunner) and twin.runner_id != runner.runner_id
+    clone = pickle.loads(pickle.dumps(runner))
+    assert clone.namespace == NS and clone.runner_id != runner.runner_id
+
+
+def test_bad_namespace_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a valid Kubernetes namespace"):
+        KubernetesTaskRunner(namespace="Team_A")
+
+
+def test_object_names_are_valid_and_short() -> None:
+    import random
+    import re
+
+    rng = random.Random(1)
+    for run_name in ["add-0", "Fetch URL #3", "x" * 200, "---"]:
+        name = taskrun_object_name(run_name, rng)
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name), name
+        assert len(name) <= 47
+
+
+def test_future_type(runner: KubernetesTaskRunner) -> None:
+    box: list[Any] = []
+
+    @flow(task_runner=runner)
+    def pipeline() -> None:
+        future = add.submit(1, 2)
+        future.wait(30)
+        box.append(future)
+
+    pipeline()
+    [future] = box
+    assert isinstance(future, KubernetesTaskFuture)
+
+
+def _wait(predicate: Any, what: str, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def test_runner_can_be_used_again_after_exit(runner: KubernetesTaskRunner) -> None:
+    # Outside a flow (no flow run context) and twice in a row: each use gets a working watch.
+    for x in (1, 2):
+        with runner:
+            future = runner.submit(add, {"x": x, "y": 1})
+            assert future.result(timeout=30) == x + 1
+
+
+def test_kubeconfig_set_after_the_client_was_imported_is_honoured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kubernetes.config  # noqa: F401 - imported while KUBECONFIG is unset
+
+    from flowpod._taskrun_api import TaskRunApi
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.9:6443'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u, namespace: late}}]\n"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    api = TaskRunApi()
+    assert api._api().configuration.host == "https://127.0.0.9:6443"
+    assert api.default_namespace() == "late"

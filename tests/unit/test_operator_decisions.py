@@ -1,0 +1,375 @@
+"""The operator's pure decisions: every transition, retries, crashes, the cache, idempotency.
+
+A tiny simulator applies each PatchStatus the way the API server's merge patch would, so a test
+can walk a TaskRun through its life and check that feeding the same observation again is a no-op.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from flowpod._payloads import Outcome
+from flowpod._resources import TaskRun
+from flowpod._retrying import delay_for_retry, jitter_bounds
+from flowpod._store import CacheRecord
+from flowpod_operator.decisions import (
+    CreatePod,
+    Decision,
+    Event,
+    PatchStatus,
+    Requeue,
+    decide,
+    format_duration,
+    pod_failure_reason,
+)
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def make_taskrun(status: dict[str, Any] | None = None, **spec: Any) -> TaskRun:
+    body: dict[str, Any] = {
+        "apiVersion": "flowpod.dev/v1alpha1",
+        "kind": "TaskRun",
+        "metadata": {"name": "add-abc", "namespace": "ns", "uid": "u-1", "generation": 1,
+                     "creationTimestamp": T0.isoformat()},
+        "spec": {"taskName": "add", "taskKey": "k", "runName": "add-0",
+                 "payload": "runs/ns/add-abc/payload", **spec},
+    }
+    if status is not None:
+        body["status"] = status
+    return TaskRun.from_object(body)
+
+
+def apply(taskrun: TaskRun, decision: Decision) -> TaskRun:
+    """What the TaskRun looks like after the decision's status patches (merge patch rules)."""
+    body = taskrun.model_dump(mode="json", by_alias=True, exclude_none=True)
+    status = dict(body.get("status") or {})
+    for patch in decision.of(PatchStatus):
+        for key, value in patch.status_patch(status.get("history") or []).items():
+            if value is None:
+                status.pop(key, None)
+            else:
+                status[key] = value
+    body["status"] = status
+    return TaskRun.from_object(body)
+
+
+def pod(attempt: int, phase: str, *, reason: str | None = None,
+        terminated: str | None = None, exit_code: int | None = None,
+        started: datetime | None = T0) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase}
+    if started is not None:
+        status["startTime"] = started.isoformat().replace("+00:00", "Z")
+    if reason:
+        status["reason"] = reason
+    if terminated or exit_code is not None:
+        status["containerStatuses"] = [{"name": "task", "state": {"terminated": {
+            "reason": terminated or "Error", "exitCode": exit_code if exit_code is not None else 1,
+        }}}]
+    return {"metadata": {"name": f"add-abc-{attempt}",
+                         "labels": {"flowpod.dev/attempt": str(attempt)}},
+            "status": status}
+
+
+def completed(attempt: int = 1) -> Outcome:
+    return Outcome(attempt=attempt, state="Completed",
+                   result_ref=f"runs/ns/add-abc/result-{attempt}")
+
+
+def failed(attempt: int = 1, allowed: bool = True) -> Outcome:
+    return Outcome(attempt=attempt, state="Failed", message="Task run encountered an exception",
+                   exception="ValueError('boom')", retry_allowed=allowed)
+
+
+def start(taskrun: TaskRun, now: datetime = T0) -> TaskRun:
+    decision = decide(taskrun, None, None, None, now)
+    assert decision.of(CreatePod) == [CreatePod(1)]
+    return apply(taskrun, decision)
+
+
+def running(taskrun: TaskRun, attempt: int = 1) -> TaskRun:
+    return apply(taskrun, decide(taskrun, pod(attempt, "Running"), None, None, T0))
+
+
+# -- start ----------------------------------------------------------------------------------------
+
+
+def test_new_taskrun_creates_pod_one_and_goes_pending() -> None:
+    decision = decide(make_taskrun(), None, None, None, T0)
+    assert decision.of(CreatePod) == [CreatePod(1)]
+    (patch,) = decision.of(PatchStatus)
+    assert patch.fields["state"] == "Pending" and patch.fields["attempt"] == 1
+    assert patch.fields["pod"] == "add-abc-1"
+    assert [entry["state"] for entry in patch.history] == ["Pending"]
+    # The pod is created before the status says so: a crash in between re-creates (adopts) it.
+    assert isinstance(decision.actions[0], CreatePod)
+
+
+def test_same_observation_twice_yields_no_duplicate_action() -> None:
+    taskrun = start(make_taskrun())
+    observed = pod(1, "Pending")
+    assert decide(taskrun, observed, None, None, T0).actions == ()
+    taskrun = running(taskrun)
+    assert decide(taskrun, pod(1, "Running"), None, None, T0).actions == ()
+    done = decide(taskrun, pod(1, "Succeeded"), completed(), None, T0)
+    taskrun = apply(taskrun, done)
+    assert decide(taskrun, pod(1, "Succeeded"), completed(), None, T0).actions == ()
+    assert [e["state"] for e in taskrun.status.model_dump()["history"]] == [
+        "Pending", "Running", "Completed"
+    ]
+
+
+def test_restart_before_status_patch_repeats_the_same_create() -> None:
+    # The operator died after creating the pod and before patching: the same TaskRun (no status)
+    # leads to the same pod name, which the API answers with 409 -> adoption.
+    fresh = make_taskrun()
+    first = decide(fresh, None, None, None, T0)
+    again = decide(fresh, None, None, None, T0 + timedelta(seconds=30))
+    assert first.of(CreatePod) == again.of(CreatePod) == [CreatePod(1)]
+
+
+# -- success --------------------------------------------------------------------------------------
+
+
+def test_pod_running_then_succeeded_completes_with_result_ref() -> None:
+    taskrun = running(start(make_taskrun()))
+    assert taskrun.status.state == "Running"
+    later = T0 + timedelta(seconds=75)
+    decision = decide(taskrun, pod(1, "Succeeded"), completed(), None, later)
+    (patch,) = decision.of(PatchStatus)
+    assert patch.fields["state"] == "Completed"
+    assert patch.fields["stateType"] == "COMPLETED"
+    assert patch.fields["resultRef"] == "runs/ns/add-abc/result-1"
+    assert patch.fields["duration"] == "1m15s"
+    assert decision.of(Event)[0].type == "Normal"
+    assert decision.of(CreatePod) == []
+
+
+def test_fast_pod_records_running_before_completed() -> None:
+    taskrun = start(make_taskrun())  # never saw it Running
+    decision = decide(taskrun, pod(1, "Succeeded"), completed(), None, T0)
+    (patch,) = decision.of(PatchStatus)
+    assert [entry["state"] for entry in patch.history] == ["Running", "Completed"]
+
+
+def test_succeeded_pod_without_outcome_is_crashed() -> None:
+    taskrun = running(start(make_taskrun()))
+    decision = decide(taskrun, pod(1, "Succeeded"), None, None, T0)
+    assert decision.of(PatchStatus)[0].fields["state"] == "Crashed"
+
+
+# -- failures and retries -------------------------------------------------------------------------
+
+
+def test_failure_with_delay_list_waits_then_retries_each_delay() -> None:
+    taskrun = running(start(make_taskrun(retries=2, retryDelaySeconds=[5, 10])))
+    decision = decide(taskrun, pod(1, "Failed", exit_code=1), failed(), None, T0)
+    (patch,) = decision.of(PatchStatus)
+    assert patch.fields["state"] == "AwaitingRetry"
+    assert patch.fields["stateType"] == "SCHEDULED"
+    assert patch.fields["nextRetryAt"] == "2026-01-01T12:00:05Z"
+    assert [e["state"] for e in patch.history] == ["Failed", "AwaitingRetry"]
+    assert decision.of(Requeue) == [Requeue(5.0)]
+    assert decision.of(Event)[0].type == "Warning"
+    assert "Retry 1/2" in patch.fields["message"]
+    taskrun = apply(taskrun, decision)
+
+    # Before the time: only a requeue for the rest of the wait.
+    early = decide(taskrun, pod(1, "Failed"), failed(), None, T0 + timedelta(seconds=2))
+    assert early.actions == (Requeue(3.0),)
+
+    # At the time: pod 2.
+    due = T0 + timedelta(seconds=5)
+    retry = decide(taskrun, pod(1, "Failed"), failed(), None, due)
+    assert retry.of(CreatePod) == [CreatePod(2)]
+    (patch,) = retry.of(PatchStatus)
+    assert patch.fields["state"] == "Retrying" and patch.fields["attempt"] == 2
+    assert patch.fields["pod"] == "add-abc-2"
+    taskrun = apply(taskrun, retry)
+    assert taskrun.status.next_retry_at is None
+
+    # Pod 1's late events change nothing now.
+    assert decide(taskrun, pod(1, "Failed"), None, None, due).actions == ()
+
+    taskrun = running(taskrun, 2)
+    second = decide(taskrun, pod(2, "Failed"), failed(2), None, due)
+    assert second.of(Requeue) == [Requeue(10.0)]
+    taskrun = apply(taskrun, second)
+    taskrun = apply(taskrun, decide(taskrun, None, None, None, due + timedelta(seconds=10)))
+    assert taskrun.status.attempt == 3
+    taskrun = running(taskrun, 3)
+    last = decide(taskrun, pod(3, "Failed"), failed(3), None, due + timedelta(seconds=11))
+    (patch,) = last.of(PatchStatus)
+    assert patch.fields["state"] == "Failed"
+    assert "Retries are exhausted" in patch.fields["message"]
+    assert last.of(CreatePod) == [] and last.of(Requeue) == []
+    taskrun = apply(taskrun, last)
+    states = [(e.state.value, e.attempt) for e in taskrun.status.history]
+    assert len(states) == len(set(states))
+
+
+def test_jitter_uses_the_shared_delay_function() -> None:
+    taskrun = running(start(make_taskrun(retries=1, retryDelaySeconds=[10],
+                                          retryJitterFactor=0.5)))
+    decision = decide(taskrun, pod(1, "Failed"), failed(), None, T0, random.Random(7))
+    expected = delay_for_retry([10.0], 1, 0.5, random.Random(7))
+    assert decision.of(Requeue) == [Requeue(expected)]
+    low, high = jitter_bounds(10.0, 0.5)
+    assert low <= expected <= high and expected != 10.0
+
+
+def test_retry_condition_verdict_stops_retries() -> None:
+    taskrun = running(start(make_taskrun(retries=3)))
+    decision = decide(taskrun, pod(1, "Failed"), failed(allowed=False), None, T0)
+    (patch,) = decision.of(PatchStatus)
+    assert patch.fields["state"] == "Failed"
+    assert "retry_condition_fn declined a retry" in patch.fields["message"]
+    assert decision.of(Requeue) == [] and decision.of(CreatePod) == []
+
+
+def test_failure_without_retries_is_final_with_the_exception() -> None:
+    taskrun = running(start(make_taskrun()))
+    decision = decide(taskrun, pod(1, "Failed"), failed(), None, T0)
+    (patch,) = decision.of(PatchStatus)
+    assert patch.fields["state"] == "Failed" and patch.fields["endTime"]
+    assert "Task run encountered an exception" in patch.fields["message"]
+
+
+def test_deadline_exceeded_is_timed_out() -> None:
+    taskrun = running(start(make_taskrun(timeoutSeconds=1.5)))
+    decision = decide(taskrun, pod(1, "Failed", reason="DeadlineExceeded"), None, None, T0)
+    (patch,) = decision.of(PatchStatus)
+    assert patch.fields["state"] == "TimedOut" and patch.fields["stateType"] == "FAILED"
+    assert "timeout_seconds=1.5" in patch.fields["message"]
+    assert "activeDeadlineSeconds=2" in patch.fields["message"]
+
+
+def test_timed_out_attempt_is_retried() -> None:
+    taskrun = running(start(make_taskrun(timeoutSeconds=1, retries=1)))
+    decision = decide(taskrun, pod(1, "Failed", reason="DeadlineExceeded"), None, None, T0)
+    patch = decision.of(PatchStatus)[0]
+    assert [e["state"] for e in patch.history] == ["TimedOut", "AwaitingRetry"]
+
+
+@pytest.mark.parametrize(
+    ("observed", "words"),
+    [
+        (None, "disappeared"),
+        (pod(1, "Failed", reason="Evicted"), "evicted"),
+        (pod(1, "Failed", terminated="OOMKilled", exit_code=137), "OOMKilled"),
+        (pod(1, "Failed", exit_code=139), "exit code 139"),
+    ],
+)
+def test_crashes_are_crashed_and_retried(observed: dict[str, Any] | None, words: str) -> None:
+    taskrun = running(start(make_taskrun(retries=1)))
+    decision = decide(taskrun, observed, None, None, T0)
+    (patch,) = decision.of(PatchStatus)
+    assert [e["state"] for e in patch.history][-2:] == ["Crashed", "AwaitingRetry"]
+    assert words in patch.fields["message"]
+    no_retries = running(start(make_taskrun()))
+    final = decide(no_retries, observed, None, None, T0).of(PatchStatus)[0]
+    assert final.fields["state"] == "Crashed" and final.fields["stateType"] == "CRASHED"
+
+
+def test_oomkilled_wins_over_the_pods_outcome() -> None:
+    taskrun = running(start(make_taskrun()))
+    observed = pod(1, "Failed", terminated="OOMKilled", exit_code=137)
+    decision = decide(taskrun, observed, failed(allowed=False), None, T0)
+    assert decision.of(PatchStatus)[0].fields["state"] == "Crashed"
+
+
+def test_pod_deleted_after_writing_its_outcome_uses_the_outcome() -> None:
+    taskrun = running(start(make_taskrun()))
+    decision = decide(taskrun, None, completed(), None, T0)
+    assert decision.of(PatchStatus)[0].fields["state"] == "Completed"
+
+
+def test_pod_failure_reason() -> None:
+    assert pod_failure_reason(pod(1, "Failed", reason="DeadlineExceeded")) == "DeadlineExceeded"
+    assert pod_failure_reason(pod(1, "Failed", terminated="OOMKilled")) == "OOMKilled"
+    assert pod_failure_reason(pod(1, "Failed", exit_code=1)) is None
+
+
+def test_pod_that_cannot_start_is_reported_once() -> None:
+    taskrun = start(make_taskrun())
+    stuck = pod(1, "Pending", started=None)
+    stuck["status"]["containerStatuses"] = [{"name": "task", "state": {"waiting": {
+        "reason": "CreateContainerConfigError", "message": 'secret "flowpod-s3" not found'}}}]
+    decision = decide(taskrun, stuck, None, None, T0)
+    (patch,) = decision.of(PatchStatus)
+    assert patch.history == () and "state" not in patch.fields
+    assert 'secret "flowpod-s3" not found' in patch.fields["message"]
+    assert decision.of(Event)[0].reason == "CreateContainerConfigError"
+    taskrun = apply(taskrun, decision)
+    assert taskrun.status.state == "Pending"
+    assert decide(taskrun, stuck, None, None, T0).actions == ()
+
+
+# -- cache ----------------------------------------------------------------------------------------
+
+
+def record(key: str = "ck", expires: datetime | None = None) -> CacheRecord:
+    return CacheRecord(cache_key=key, task_key="k", result_key=f"cache/{key}.value",
+                       serializer="pickle", created=T0 - timedelta(hours=1), expires=expires)
+
+
+def test_cache_hit_completes_cached_without_a_pod() -> None:
+    taskrun = make_taskrun(cacheKey="ck")
+    decision = decide(taskrun, None, None, record(), T0)
+    assert decision.of(CreatePod) == []
+    (patch,) = decision.of(PatchStatus)
+    assert patch.fields["state"] == "Cached" and patch.fields["stateType"] == "COMPLETED"
+    assert patch.fields["resultRef"] == "cache/ck.value"
+    assert apply(taskrun, decision).status.state == "Cached"
+    assert decide(apply(taskrun, decision), None, None, record(), T0).actions == ()
+
+
+@pytest.mark.parametrize(
+    ("spec", "hit"),
+    [
+        ({"cacheKey": "ck"}, record(expires=T0)),  # expired exactly now
+        ({"cacheKey": "ck", "refreshCache": True}, record()),
+        ({"cacheKey": "ck"}, record(key="other")),
+        ({"cacheKey": "ck"}, None),
+        ({}, record()),
+    ],
+)
+def test_cache_miss_runs_a_pod(spec: dict[str, Any], hit: CacheRecord | None) -> None:
+    decision = decide(make_taskrun(**spec), None, None, hit, T0)
+    assert decision.of(CreatePod) == [CreatePod(1)]
+
+
+def test_unexpired_record_is_a_hit() -> None:
+    decision = decide(make_taskrun(cacheKey="ck"), None, None,
+                      record(expires=T0 + timedelta(seconds=1)), T0)
+    assert decision.of(CreatePod) == []
+
+
+# -- final states and helpers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["Completed", "Cached", "Failed", "TimedOut", "Crashed"])
+def test_final_states_decide_nothing(state: str) -> None:
+    taskrun = make_taskrun(status={"state": state, "attempt": 1})
+    for observed in (None, pod(1, "Failed"), pod(1, "Succeeded")):
+        assert decide(taskrun, observed, failed(), record(), T0).actions == ()
+
+
+def test_history_is_appended_not_replaced() -> None:
+    patch = PatchStatus({"state": "Running"}, ({"state": "Running"},))
+    assert patch.status_patch([{"state": "Pending"}])["history"] == [
+        {"state": "Pending"}, {"state": "Running"}
+    ]
+    assert "history" not in PatchStatus({"state": "Running"}).status_patch([{"state": "X"}])
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0.0s"), (0.44, "0.4s"), (12.9, "12s"), (63, "1m3s"), (7500, "2h5m")],
+)
+def test_format_duration(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text

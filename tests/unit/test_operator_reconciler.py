@@ -1,0 +1,221 @@
+"""The reconciler that carries decisions out, against an in-memory API and store (our seams).
+
+Checks the wiring the pure decisions rely on: repeated and stale events create nothing twice,
+a restarted operator finds pods by reading them, a conflicting status patch is re-decided on
+fresh data, and a retry waits in the shared scheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from flowpod._payloads import Outcome
+from flowpod._resources import TaskRun
+from flowpod._store import CacheRecord
+from flowpod_operator.handlers import Reconciler
+from flowpod_operator.kube import Conflict
+from flowpod_operator.settings import OperatorConfig, StorageDefaults
+
+CONFIG = OperatorConfig(storage=StorageDefaults(bucket="results"), api_workers=2)
+
+
+class FakeApi:
+    """Objects by name with resourceVersions; merge-patches status like the API server."""
+
+    def __init__(self) -> None:
+        self.taskruns: dict[str, dict[str, Any]] = {}
+        self.pods: dict[str, dict[str, Any]] = {}
+        self.creates: list[str] = []
+        self.patches = 0
+        self.events: list[tuple[str, str]] = []
+        self.rv = 100
+        self.conflict_next = False
+
+    def _bump(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.rv += 1
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        return copy.deepcopy(obj)
+
+    def add_taskrun(self, name: str, **spec: Any) -> dict[str, Any]:
+        body = {
+            "apiVersion": "flowpod.dev/v1alpha1", "kind": "TaskRun",
+            "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}"},
+            "spec": {"taskName": "t", "taskKey": "k", "runName": "t-0", "payload": "p", **spec},
+        }
+        self.taskruns[name] = body
+        return self._bump(body)
+
+    def create_pod(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        name = manifest["metadata"]["name"]
+        self.creates.append(name)
+        if name not in self.pods:
+            self.pods[name] = {**copy.deepcopy(manifest), "status": {"phase": "Pending"}}
+            return self._bump(self.pods[name])
+        return copy.deepcopy(self.pods[name])
+
+    def set_pod_phase(self, name: str, phase: str) -> dict[str, Any]:
+        self.pods[name]["status"] = {"phase": phase}
+        return self._bump(self.pods[name])
+
+    def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        pod = self.pods.get(name)
+        return copy.deepcopy(pod) if pod else None
+
+    def read_taskrun(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.taskruns.get(name))
+
+    def patch_status(self, namespace: str, name: str, rv: str | None,
+                     status: dict[str, Any]) -> dict[str, Any]:
+        body = self.taskruns[name]
+        if self.conflict_next or rv != body["metadata"]["resourceVersion"]:
+            self.conflict_next = False
+            raise Conflict(name)
+        merged = dict(body.get("status") or {})
+        for key, value in status.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        body["status"] = merged
+        self.patches += 1
+        return self._bump(body)
+
+    def post_event(self, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.events.append((type_, reason))
+
+
+class FakeStores:
+    def __init__(self) -> None:
+        self.outcomes: dict[tuple[str, int], Outcome] = {}
+        self.records: dict[str, CacheRecord] = {}
+
+    def outcome(self, taskrun: TaskRun, attempt: int) -> Outcome | None:
+        return self.outcomes.get((taskrun.metadata.name or "", attempt))
+
+    def cache_record(self, taskrun: TaskRun) -> CacheRecord | None:
+        return self.records.get(taskrun.spec.cache_key or "")
+
+
+def run(test: Callable[[Reconciler, FakeApi, FakeStores], Awaitable[None]]) -> None:
+    api, stores = FakeApi(), FakeStores()
+
+    async def main() -> None:
+        reconciler = Reconciler(CONFIG, api, stores)  # type: ignore[arg-type]
+        try:
+            await test(reconciler, api, stores)
+        finally:
+            reconciler.executor.shutdown(wait=True)
+
+    asyncio.run(main())
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+def state(api: FakeApi, name: str) -> str | None:
+    return (api.taskruns[name].get("status") or {}).get("state")
+
+
+def test_repeated_and_stale_events_create_one_pod() -> None:
+    async def scenario(rec: Reconciler, api: FakeApi, stores: FakeStores) -> None:
+        first = api.add_taskrun("a")
+        await rec.taskrun_event("ADDED", first)
+        assert api.creates == ["a-1"] and state(api, "a") == "Pending"
+        await rec.taskrun_event(None, first)  # the same (now stale) object again
+        await rec.taskrun_event("MODIFIED", api.read_taskrun("ns", "a") or {})  # our echo
+        assert api.creates == ["a-1"] and api.patches == 1
+
+        await rec.pod_event("MODIFIED", api.set_pod_phase("a-1", "Running"))
+        assert state(api, "a") == "Running"
+        stores.outcomes[("a", 1)] = Outcome(attempt=1, state="Completed", result_ref="r")
+        done = api.set_pod_phase("a-1", "Succeeded")
+        await rec.pod_event("MODIFIED", done)
+        await rec.pod_event("MODIFIED", done)
+        assert state(api, "a") == "Completed"
+        assert api.taskruns["a"]["status"]["resultRef"] == "r"
+        assert api.patches == 3
+        assert [e["state"] for e in api.taskruns["a"]["status"]["history"]] == [
+            "Pending", "Running", "Completed"
+        ]
+
+    run(scenario)
+
+
+def test_restarted_operator_reads_the_pod_it_has_not_seen() -> None:
+    async def scenario(rec: Reconciler, api: FakeApi, stores: FakeStores) -> None:
+        api.add_taskrun("b")
+        await rec.taskrun_event("ADDED", api.read_taskrun("ns", "b") or {})
+        api.set_pod_phase("b-1", "Succeeded")  # finished while "the operator was down"
+        stores.outcomes[("b", 1)] = Outcome(attempt=1, state="Completed", result_ref="r")
+        fresh = Reconciler(CONFIG, api, stores)  # type: ignore[arg-type]
+        try:
+            await fresh.taskrun_event(None, api.read_taskrun("ns", "b") or {})
+        finally:
+            fresh.executor.shutdown(wait=True)
+        assert state(api, "b") == "Completed" and api.creates == ["b-1"]
+
+    run(scenario)
+
+
+def test_conflicting_patch_is_decided_again_on_fresh_data() -> None:
+    async def scenario(rec: Reconciler, api: FakeApi, stores: FakeStores) -> None:
+        api.add_taskrun("c")
+        api.conflict_next = True
+        await rec.taskrun_event("ADDED", api.read_taskrun("ns", "c") or {})
+        assert state(api, "c") == "Pending"
+        assert api.creates == ["c-1", "c-1"]  # the repeat is an adoption, not a second pod
+        assert len(api.pods) == 1
+        assert len(api.taskruns["c"]["status"]["history"]) == 1
+
+    run(scenario)
+
+
+def test_retry_waits_in_the_shared_scheduler_then_creates_the_next_pod() -> None:
+    async def scenario(rec: Reconciler, api: FakeApi, stores: FakeStores) -> None:
+        api.add_taskrun("d", retries=1, retryDelaySeconds=[0.2])
+        await rec.taskrun_event("ADDED", api.read_taskrun("ns", "d") or {})
+        stores.outcomes[("d", 1)] = Outcome(attempt=1, state="Failed", exception="E()")
+        started = time.monotonic()
+        await rec.pod_event("MODIFIED", api.set_pod_phase("d-1", "Failed"))
+        assert state(api, "d") == "AwaitingRetry"
+        await until(lambda: ("Warning", "AwaitingRetry") in api.events)  # posted in background
+        await until(lambda: api.creates == ["d-1", "d-2"])
+        assert time.monotonic() - started >= 0.15
+        assert state(api, "d") == "Retrying" and api.taskruns["d"]["status"]["attempt"] == 2
+
+    run(scenario)
+
+
+def test_cache_hit_creates_no_pod() -> None:
+    async def scenario(rec: Reconciler, api: FakeApi, stores: FakeStores) -> None:
+        from datetime import UTC, datetime
+
+        stores.records["ck"] = CacheRecord("ck", "k", "cache/ck.value", "pickle",
+                                           datetime.now(UTC), None)
+        api.add_taskrun("e", cacheKey="ck")
+        await rec.taskrun_event("ADDED", api.read_taskrun("ns", "e") or {})
+        assert state(api, "e") == "Cached" and api.creates == []
+        assert api.taskruns["e"]["status"]["resultRef"] == "cache/ck.value"
+
+    run(scenario)
+
+
+def test_taskrun_the_models_refuse_is_failed_with_the_reason() -> None:
+    async def scenario(rec: Reconciler, api: FakeApi, stores: FakeStores) -> None:
+        body = api.add_taskrun("f")
+        api.taskruns["f"]["spec"]["retries"] = -1  # what an outdated CRD might let through
+        body["spec"]["retries"] = -1
+        await rec.taskrun_event("ADDED", body)
+        assert state(api, "f") == "Failed" and api.creates == []
+        assert "retries" in api.taskruns["f"]["status"]["message"]
+        await until(lambda: ("Warning", "Invalid") in api.events)
+
+    run(scenario)
