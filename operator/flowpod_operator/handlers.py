@@ -38,8 +38,15 @@ from flowpod_operator.decisions import (
     Requeue,
     decide,
 )
+from flowpod_operator.flowruns import FlowRunController
 from flowpod_operator.kube import Conflict, KubeApi
-from flowpod_operator.pods import MANAGED_BY, MANAGED_BY_LABEL, pod_manifest, pod_name
+from flowpod_operator.pods import (
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    ROLE_LABEL,
+    pod_manifest,
+    pod_name,
+)
 from flowpod_operator.settings import OperatorConfig
 from flowpod_operator.store import StoreRegistry
 
@@ -305,6 +312,7 @@ class _NoDiffBase(kopf.DiffBaseStorage):
 
 
 _reconciler: Reconciler | None = None
+_flowruns: FlowRunController | None = None
 _config: OperatorConfig = OperatorConfig()
 
 
@@ -320,9 +328,15 @@ def _current() -> Reconciler:
     return _reconciler
 
 
+def _flow_controller() -> FlowRunController:
+    if _flowruns is None:
+        raise RuntimeError("the flowpod operator has not started")
+    return _flowruns
+
+
 @kopf.on.startup()
 async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    global _reconciler
+    global _reconciler, _flowruns
     # Only problems become Kubernetes events; routine handler logs stay in the operator's log.
     settings.posting.level = logging.WARNING
     settings.persistence.diffbase_storage = _NoDiffBase()
@@ -343,11 +357,14 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     _reconciler = Reconciler(
         _config, KubeApi(max_connections=_config.api_workers), StoreRegistry(_config)
     )
+    _flowruns = FlowRunController(_config, _reconciler.api, _reconciler.stores,
+                                  _reconciler.executor, _reconciler.clock)
 
 
 @kopf.on.cleanup()
 async def _cleanup(**_: Any) -> None:
-    global _reconciler
+    global _reconciler, _flowruns
+    _flowruns = None
     if _reconciler is not None:
         _reconciler.executor.shutdown(wait=False, cancel_futures=True)
         _reconciler.api.close()
@@ -356,9 +373,20 @@ async def _cleanup(**_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, "taskruns")
 async def _on_taskrun(event: kopf.RawEvent, **_: Any) -> None:
-    await _current().taskrun_event(event.get("type"), dict(event["object"]))
+    body: dict[str, Any] = dict(event["object"])
+    _flow_controller().taskrun_seen(event.get("type"), body)
+    await _current().taskrun_event(event.get("type"), body)
+
+
+@kopf.on.event(GROUP, VERSION, "flowruns")
+async def _on_flowrun(event: kopf.RawEvent, **_: Any) -> None:
+    await _flow_controller().flowrun_event(event.get("type"), dict(event["object"]))
 
 
 @kopf.on.event("v1", "pods", labels={MANAGED_BY_LABEL: MANAGED_BY})
 async def _on_pod(event: kopf.RawEvent, **_: Any) -> None:
-    await _current().pod_event(event.get("type"), dict(event["object"]))
+    body: dict[str, Any] = dict(event["object"])
+    if (body.get("metadata", {}).get("labels") or {}).get(ROLE_LABEL) == "flow":
+        await _flow_controller().pod_event(event.get("type"), body)
+        return
+    await _current().pod_event(event.get("type"), body)

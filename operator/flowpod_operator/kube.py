@@ -155,12 +155,67 @@ class KubeApi:
                 raise Conflict(f"TaskRun {namespace}/{name} changed since it was read") from exc
             raise
 
+    # -- FlowRuns and their clean-up -------------------------------------------------------------
+
+    def _flowrun_path(self, namespace: str, name: str) -> str:
+        return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/flowruns/{name}"
+
+    def read_flowrun(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.request("GET", self._flowrun_path(namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def patch_flowrun_status(
+        self, namespace: str, name: str, resource_version: str | None, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Merge ``status`` into the FlowRun's status; Conflict if it changed meanwhile."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            return self.request("PATCH", self._flowrun_path(namespace, name) + "/status", body,
+                                _MERGE_PATCH)
+        except ApiError as exc:
+            if exc.status == 409:
+                raise Conflict(f"FlowRun {namespace}/{name} changed since it was read") from exc
+            raise
+
+    def delete_flowrun(self, namespace: str, name: str) -> None:
+        """Delete the FlowRun, its dependents in the background (404: already gone)."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        try:
+            self.request("DELETE", self._flowrun_path(namespace, name), body)
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """Delete a pod now (grace period 0: a cancelled run stops at once); 404 is fine."""
+        try:
+            self.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}",
+                         {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0})
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        from urllib.parse import quote
+
+        answer = self.request(
+            "GET", f"/api/v1/namespaces/{namespace}/pods?labelSelector={quote(label_selector)}"
+        )
+        return list(answer.get("items") or [])
+
     # -- events ---------------------------------------------------------------------------------
 
     def post_event(
         self, taskrun: dict[str, Any], type_: str, reason: str, message: str
     ) -> None:
-        """An event on the TaskRun (best effort: failures are logged)."""
+        """An event on the TaskRun (or the FlowRun, by the body's kind); best effort: failures
+        are logged."""
         meta = taskrun.get("metadata", {})
         namespace, name = meta.get("namespace"), meta.get("name")
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -170,7 +225,7 @@ class KubeApi:
             "metadata": {"generateName": f"{name}.", "namespace": namespace},
             "involvedObject": {
                 "apiVersion": API_VERSION,
-                "kind": "TaskRun",
+                "kind": taskrun.get("kind") or "TaskRun",
                 "name": name,
                 "namespace": namespace,
                 "uid": meta.get("uid"),

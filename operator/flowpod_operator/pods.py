@@ -16,16 +16,20 @@ import math
 import re
 from typing import Any
 
-from flowpod._resources import API_VERSION, TaskRun
+from flowpod._resources import API_VERSION, FlowRun, TaskRun
 from flowpod_operator.settings import OperatorConfig
 
 __all__ = [
     "ATTEMPT_LABEL",
     "CONTAINER_NAME",
     "FLOWRUN_LABEL",
+    "FLOW_CONTAINER_NAME",
+    "ROLE_LABEL",
     "MANAGED_BY",
     "MANAGED_BY_LABEL",
     "TASKRUN_LABEL",
+    "flow_pod_manifest",
+    "flow_pod_name",
     "label_value",
     "pod_manifest",
     "pod_name",
@@ -37,6 +41,8 @@ FLOWRUN_LABEL = "flowpod.dev/flowrun"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "flowpod-operator"
 CONTAINER_NAME = "task"
+FLOW_CONTAINER_NAME = "flow"
+ROLE_LABEL = "flowpod.dev/role"
 
 _MAX_NAME = 63
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
@@ -68,7 +74,7 @@ def label_value(value: str) -> str:
     return f"{prefix}-{_short_hash(value)}" if prefix else _short_hash(value)
 
 
-def _storage_env(taskrun: TaskRun, config: OperatorConfig) -> list[dict[str, Any]]:
+def _storage_env(taskrun: TaskRun | FlowRun, config: OperatorConfig) -> list[dict[str, Any]]:
     storage = taskrun.spec.storage
     defaults = config.storage
     if storage is not None:
@@ -156,6 +162,77 @@ def pod_manifest(taskrun: TaskRun, attempt: int, config: OperatorConfig) -> dict
                 {
                     "apiVersion": API_VERSION,
                     "kind": "TaskRun",
+                    "name": meta.name,
+                    "uid": meta.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": pod_spec,
+    }
+
+
+def flow_pod_name(flowrun: str, attempt: int) -> str:
+    """``<flowrun>-flow-<attempt>``, shortened with a hash like task pods' names."""
+    return pod_name(f"{flowrun}-flow", attempt)
+
+
+def flow_pod_manifest(flowrun: FlowRun, attempt: int, config: OperatorConfig) -> dict[str, Any]:
+    """The flow-runner pod of ``attempt`` of ``flowrun``.
+
+    Unlike task pods it talks to the API server (it reads its FlowRun and creates TaskRuns), so it
+    runs as a ServiceAccount: the spec's, else the operator's default flow-runner account.
+    """
+    meta, spec = flowrun.metadata, flowrun.spec
+    if not meta.name or not meta.namespace or not meta.uid:
+        raise ValueError("a FlowRun needs metadata.name, namespace and uid to own a pod")
+    env = _storage_env(flowrun, config)
+    overridden = {item.name for item in spec.env or ()}
+    env = [item for item in env if item["name"] not in overridden]
+    env.extend(item.to_wire() for item in spec.env or ())
+    container: dict[str, Any] = {
+        "name": FLOW_CONTAINER_NAME,
+        "image": spec.image or config.default_image,
+        "command": [
+            "python", "-m", "flowpod.pod", "flow", f"{meta.namespace}/{meta.name}",
+            "--attempt", str(attempt),
+        ],
+        "env": env,
+        "securityContext": {"allowPrivilegeEscalation": False},
+    }
+    if spec.image_pull_policy is not None:
+        container["imagePullPolicy"] = spec.image_pull_policy.value
+    if spec.resources is not None:
+        container["resources"] = spec.resources.to_wire()
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": {"runAsNonRoot": True, "runAsUser": config.run_as_user},
+        "containers": [container],
+        "serviceAccountName": spec.service_account_name or config.flow_service_account,
+    }
+    if spec.timeout_seconds is not None:
+        pod_spec["activeDeadlineSeconds"] = max(1, math.ceil(spec.timeout_seconds))
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = [dict(item) for item in spec.tolerations]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": flow_pod_name(meta.name, attempt),
+            "namespace": meta.namespace,
+            "labels": {
+                FLOWRUN_LABEL: label_value(meta.name),
+                ROLE_LABEL: "flow",
+                ATTEMPT_LABEL: str(attempt),
+                MANAGED_BY_LABEL: MANAGED_BY,
+            },
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "FlowRun",
                     "name": meta.name,
                     "uid": meta.uid,
                     "controller": True,

@@ -11,10 +11,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["DEFAULT_CREDENTIALS_SECRET", "DEFAULT_IMAGE", "OperatorConfig", "StorageDefaults"]
+__all__ = [
+    "DEFAULT_CREDENTIALS_SECRET",
+    "DEFAULT_FLOW_SERVICE_ACCOUNT",
+    "DEFAULT_IMAGE",
+    "OperatorConfig",
+    "StorageDefaults",
+]
 
 DEFAULT_IMAGE = "ghcr.io/flowpod/flowpod:latest"
 DEFAULT_CREDENTIALS_SECRET = "flowpod-s3"
+DEFAULT_FLOW_SERVICE_ACCOUNT = "flowpod-flow-runner"
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,12 @@ class OperatorConfig:
     Warning events (failures, retries, crashes, timeouts) are always posted."""
     api_workers: int = 16
     """Threads making Kubernetes and S3 calls (both clients are synchronous)."""
+    flow_service_account: str = DEFAULT_FLOW_SERVICE_ACCOUNT
+    """ServiceAccount of flow pods whose FlowRun names none
+    (``FLOWPOD_OPERATOR_FLOW_SERVICE_ACCOUNT``); see deploy/flow-runner-rbac.yaml."""
+    ttl_seconds: int | None = None
+    """Default ``ttlSecondsAfterFinished`` of FlowRuns (``FLOWPOD_OPERATOR_TTL_SECONDS``);
+    None keeps finished FlowRuns."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -82,7 +95,19 @@ class OperatorConfig:
             ) from None
         if workers < 1:
             raise ValueError(f"FLOWPOD_OPERATOR_API_WORKERS must be >= 1, got {workers}")
+        ttl_text = env.get("FLOWPOD_OPERATOR_TTL_SECONDS", "").strip()
+        try:
+            ttl = int(ttl_text) if ttl_text else None
+        except ValueError:
+            raise ValueError(
+                f"FLOWPOD_OPERATOR_TTL_SECONDS must be a whole number of seconds, got {ttl_text!r}"
+            ) from None
+        if ttl is not None and ttl < 0:
+            raise ValueError(f"FLOWPOD_OPERATOR_TTL_SECONDS must be >= 0, got {ttl}")
         return cls(
+            flow_service_account=(env.get("FLOWPOD_OPERATOR_FLOW_SERVICE_ACCOUNT", "").strip()
+                                  or DEFAULT_FLOW_SERVICE_ACCOUNT),
+            ttl_seconds=ttl,
             default_image=env.get("FLOWPOD_OPERATOR_IMAGE", "").strip() or DEFAULT_IMAGE,
             storage=storage,
             namespaces=namespaces,

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from flowpod._payloads import Outcome, read_outcome
-from flowpod._resources import TaskRun
+from flowpod._payloads import FlowOutcome, Outcome, read_flow_outcome, read_outcome
+from flowpod._resources import FlowRun, TaskRun
 from flowpod._store import CacheRecord, CacheStore, ResultStore
 from flowpod_operator.settings import OperatorConfig
 
@@ -44,20 +44,20 @@ class StoreRegistry:
         self._stores: dict[StorageLocation, ResultStore] = {}
         self._guard = threading.Lock()
 
-    def location(self, taskrun: TaskRun) -> StorageLocation:
+    def location(self, taskrun: TaskRun | FlowRun) -> StorageLocation:
         storage = taskrun.spec.storage
         if storage is not None:
             return storage.bucket, storage.prefix, storage.endpoint, storage.region
         defaults = self._config.storage
         if not defaults.bucket:
             raise LookupError(
-                f"TaskRun {taskrun.metadata.namespace}/{taskrun.metadata.name} has no "
+                f"{taskrun.kind} {taskrun.metadata.namespace}/{taskrun.metadata.name} has no "
                 "spec.storage and the operator has no default bucket: set spec.storage.bucket "
                 "or start the operator with FLOWPOD_S3_BUCKET"
             )
         return defaults.bucket, defaults.prefix, defaults.endpoint, defaults.region
 
-    def store_for(self, taskrun: TaskRun) -> ResultStore:
+    def store_for(self, taskrun: TaskRun | FlowRun) -> ResultStore:
         location = self.location(taskrun)
         with self._guard:
             store = self._stores.get(location)
@@ -71,6 +71,13 @@ class StoreRegistry:
         if attempt < 1 or not meta.namespace or not meta.name:
             return None
         return read_outcome(self.store_for(taskrun), meta.namespace, meta.name, attempt)
+
+    def flow_outcome(self, flowrun: FlowRun, attempt: int) -> FlowOutcome | None:
+        """The outcome record of flow attempt ``attempt`` (None: the flow pod wrote none)."""
+        meta = flowrun.metadata
+        if attempt < 1 or not meta.namespace or not meta.name:
+            return None
+        return read_flow_outcome(self.store_for(flowrun), meta.namespace, meta.name, attempt)
 
     def cache_record(self, taskrun: TaskRun) -> CacheRecord | None:
         """The cache record under ``spec.cacheKey`` (None: no key, or nothing stored)."""

@@ -326,3 +326,14 @@ def version() -> None:
         flowpod_version = "unknown"
     click.echo(f"flowpod {flowpod_version}")
     click.echo(f"Python {platform.python_version()} ({sys.executable})")
+
+
+# --- flows on Kubernetes: submit, get, logs, cancel (flowpod._cli_kubernetes) ------------------
+
+def _register_kubernetes_commands() -> None:
+    from flowpod._cli_kubernetes import register
+
+    register(main)
+
+
+_register_kubernetes_commands()

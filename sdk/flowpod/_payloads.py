@@ -36,19 +36,26 @@ if TYPE_CHECKING:
 __all__ = [
     "FINAL_OUTCOME_STATES",
     "PAYLOAD_VERSION",
+    "FlowOutcome",
     "FlowRunInfo",
     "Outcome",
     "TaskPayload",
     "exception_key",
+    "flow_code_key",
+    "flow_outcome_key",
+    "flow_result_key",
+    "log_key",
     "outcome_key",
     "payload_key",
     "read_exception",
+    "read_flow_outcome",
     "read_outcome",
     "read_payload",
     "read_result",
     "result_key",
     "run_prefix",
     "write_exception",
+    "write_flow_outcome",
     "write_outcome",
     "write_payload",
     "write_result",
@@ -409,3 +416,89 @@ def read_exception(store: ResultStore, exception_ref: str) -> BaseException | No
     except Exception:  # noqa: BLE001 - the caller falls back to the outcome's message
         return None
     return value if isinstance(value, BaseException) else None
+
+
+# -- flow runs ----------------------------------------------------------------------------------
+# A FlowRun's objects live in the same folder layout as a TaskRun's:
+#     runs/<namespace>/<flowrun>/flow-code                 the cloudpickled Flow (spec.code)
+#     runs/<namespace>/<flowrun>/flow-outcome-<n>.json     FlowOutcome of flow attempt n
+#     runs/<namespace>/<flowrun>/flow-result-<n>           the flow's serialised return value
+#     runs/<namespace>/<name>/log-<n>.txt                  any pod's log (task or flow attempt n)
+
+
+def flow_code_key(namespace: str, name: str) -> str:
+    return f"{run_prefix(namespace, name)}/flow-code"
+
+
+def flow_outcome_key(namespace: str, name: str, attempt: int) -> str:
+    return f"{run_prefix(namespace, name)}/flow-outcome-{_check_attempt(attempt)}.json"
+
+
+def flow_result_key(namespace: str, name: str, attempt: int) -> str:
+    return f"{run_prefix(namespace, name)}/flow-result-{_check_attempt(attempt)}"
+
+
+def log_key(namespace: str, name: str, attempt: int) -> str:
+    return f"{run_prefix(namespace, name)}/log-{_check_attempt(attempt)}.txt"
+
+
+@dataclass(frozen=True)
+class FlowOutcome:
+    """What one flow attempt ended in, written by the flow pod and read by the operator."""
+
+    attempt: int
+    state: str
+    message: str | None = None
+    result_ref: str | None = None
+    finished_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        if self.state not in FINAL_OUTCOME_STATES:
+            raise ValueError(
+                f"a flow outcome's state must be one of {sorted(FINAL_OUTCOME_STATES)}; "
+                f"got {self.state!r}"
+            )
+        _check_attempt(self.attempt)
+
+    @property
+    def type(self) -> str:
+        return _OUTCOME_TYPES[self.state]
+
+    @property
+    def completed(self) -> bool:
+        return self.state == "Completed"
+
+    def to_json(self) -> bytes:
+        return json.dumps({
+            "attempt": self.attempt, "state": self.state, "type": self.type,
+            "message": self.message, "resultRef": self.result_ref,
+            "finishedAt": self.finished_at.isoformat(),
+        }).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> FlowOutcome:
+        try:
+            raw = json.loads(data)
+            return cls(attempt=int(raw["attempt"]), state=str(raw["state"]),
+                       message=_opt_str(raw.get("message")),
+                       result_ref=_opt_str(raw.get("resultRef")),
+                       finished_at=datetime.fromisoformat(str(raw["finishedAt"])))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SerializationError(f"malformed flow outcome record: {exc}") from exc
+
+
+def write_flow_outcome(store: ResultStore, namespace: str, name: str,
+                       outcome: FlowOutcome) -> str:
+    key = flow_outcome_key(namespace, name, outcome.attempt)
+    store.put(key, outcome.to_json())
+    return key
+
+
+def read_flow_outcome(store: ResultStore, namespace: str, name: str,
+                      attempt: int) -> FlowOutcome | None:
+    """The flow attempt's outcome, or None when the flow pod wrote none."""
+    try:
+        data = store.get(flow_outcome_key(namespace, name, attempt))
+    except ResultNotFound:
+        return None
+    return FlowOutcome.from_json(data)

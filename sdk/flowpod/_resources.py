@@ -458,6 +458,10 @@ class FlowRunSpec(_PodSettings):
     ttl_seconds_after_finished: NonNegativeInt | None = Field(
         default=None, description="Delete the finished run (and its task runs) after this long."
     )
+    cancel: bool = Field(
+        default=False,
+        description="Set to true to cancel the run: its flow pod and task pods are deleted.",
+    )
 
     @model_validator(mode="after")
     def _entrypoint_xor_code(self) -> FlowRunSpec:
@@ -502,6 +506,10 @@ class FlowRunStatus(_Status):
     state: StateName | None = None
     state_type: StateType | None = None
     history: list[StateTransition] = Field(default_factory=list)
+    attempt: NonNegativeInt = Field(default=0, description="The current flow attempt, from 1.")
+    next_retry_at: datetime | None = Field(
+        default=None, description="When the next flow attempt starts (state AwaitingRetry)."
+    )
     task_runs: TaskRunCounts | None = None
     tasks_summary: str | None = Field(
         default=None, description="Finished/total task runs, e.g. '3/5' (printer column)."

@@ -35,6 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from flowpod._flowrun_submit import FlowRunHandle, submit
 from flowpod._taskrun_api import TaskRunApi, WatchExpired
 from flowpod.futures import FlowpodFuture
 from flowpod.task_runners import TaskRunner
@@ -47,7 +48,14 @@ if TYPE_CHECKING:
     from flowpod.states import State
     from flowpod.tasks import Task
 
-__all__ = ["KubernetesTaskFuture", "KubernetesTaskRunner", "TaskRunApi", "WatchExpired"]
+__all__ = [
+    "FlowRunHandle",
+    "KubernetesTaskFuture",
+    "KubernetesTaskRunner",
+    "TaskRunApi",
+    "WatchExpired",
+    "submit",
+]
 
 R = TypeVar("R")
 

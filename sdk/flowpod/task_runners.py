@@ -113,5 +113,10 @@ class ThreadPoolTaskRunner(TaskRunner):
                 # The flow failed or timed out: do not hold it until every task finishes.
                 executor.shutdown(wait=False, cancel_futures=True)
 
+    def __reduce__(self) -> tuple[type[ThreadPoolTaskRunner], tuple[int | None]]:
+        # A flow travels to a pod by pickle; its runner's lock and live pool must not, and a
+        # fresh runner is what every flow run starts with anyway (duplicate()).
+        return type(self), (self.max_workers,)
+
     def __repr__(self) -> str:
         return f"ThreadPoolTaskRunner(max_workers={self.max_workers})"

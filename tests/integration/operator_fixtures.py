@@ -178,3 +178,16 @@ def operator(operator_factory: Callable[..., OperatorProcess]) -> OperatorProces
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     """``harness.wait_for`` with a short poll interval (the operator reacts in milliseconds)."""
     return wait_for(predicate, timeout, what, interval=0.05)
+
+
+FLOW_RUNNER_RBAC_FILE = REPO_ROOT / "deploy" / "flow-runner-rbac.yaml"
+
+
+@pytest.fixture
+def flow_runner_rbac(cluster: Cluster, operator_rbac: None, namespace: str) -> str:
+    """deploy/flow-runner-rbac.yaml applied, its ServiceAccount and RoleBinding moved to the
+    test's namespace (the flow pods run as that ServiceAccount); returns the namespace."""
+    text = FLOW_RUNNER_RBAC_FILE.read_text().replace("namespace: default",
+                                                     f"namespace: {namespace}")
+    cluster.kubectl("apply", "-f", "-", input=text)
+    return namespace

@@ -386,3 +386,17 @@ def test_nested_collections_of_futures_are_resolved() -> None:
         return total({"xs": [a, b], "t": (add.submit(10),)})
 
     assert f() == 13
+
+
+def test_the_thread_pool_runner_pickles_as_a_fresh_runner() -> None:
+    import pickle
+
+    from flowpod.task_runners import ThreadPoolTaskRunner
+
+    runner = ThreadPoolTaskRunner(max_workers=3)
+    runner._pool()  # a live pool and a lock: neither may travel
+    copy = pickle.loads(pickle.dumps(runner))
+    assert isinstance(copy, ThreadPoolTaskRunner)
+    assert copy.max_workers == 3
+    assert copy._executor is None
+    runner.__exit__()

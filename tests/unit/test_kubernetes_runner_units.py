@@ -312,15 +312,20 @@ def test_failed_upstream_makes_the_run_not_ready(runner: KubernetesTaskRunner,
 
 def test_the_watch_recovers_from_expiry_and_errors(runner: KubernetesTaskRunner,
                                                    api: FakeApi) -> None:
+    api.operate = False  # the TaskRun finishes only once both broken watches were recovered
     api.expire_next_watch = 1
     api.fail_next_watch = 1
 
     @flow(task_runner=runner)
     def pipeline() -> int:
-        return add.submit(2, 3).result(timeout=30)
+        future = add.submit(2, 3)
+        name = _wait(lambda: next(iter(api.objects), None), "TaskRun creation")
+        # The first list, then one re-list after each broken watch.
+        _wait(lambda: api.lists >= 3, "a re-list after each broken watch")
+        threading.Thread(target=api._operate, args=(name,), daemon=True).start()
+        return future.result(timeout=30)
 
     assert pipeline() == 5
-    assert api.lists >= 3  # the first list, then one re-list after each broken watch
 
 
 def test_one_watch_serves_all_futures(runner: KubernetesTaskRunner, api: FakeApi) -> None:

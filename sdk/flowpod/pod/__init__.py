@@ -1,23 +1,29 @@
-"""The program inside flowpod's pods: ``python -m flowpod.pod task <ns>/<taskrun> --attempt N``.
+"""The program inside flowpod's pods: ``python -m flowpod.pod task|flow <ns>/<name> --attempt N``.
 
-The operator starts one pod per attempt of a TaskRun with this command. The pod needs no
+The operator starts one pod per attempt of a TaskRun (``task``) or of a FlowRun (``flow``, see
+``_flow``) with this command. The pod needs no
 Kubernetes API access: its arguments name the TaskRun and attempt, its environment names the
 result store (``FLOWPOD_S3_BUCKET`` / ``_PREFIX`` / ``_ENDPOINT`` / ``_REGION`` and AWS
 credentials, or ``FLOWPOD_STORE_PATH`` for a local folder, which the tests use), and the store holds
 the payload. Logs go to stdout in flowpod's console format (``kubectl logs`` shows them). The exit
 code is 0 when the attempt Completed and 1 otherwise (after the outcome was written); 2 means the
 command line or the store configuration is wrong, and no outcome could be written.
+
+Whatever the pod prints (stdout and stderr) is also kept and uploaded at exit to
+``runs/<ns>/<name>/log-<attempt>.txt``, so ``flowpod logs`` works after the pod is gone.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from flowpod._store import ResultStore
@@ -71,7 +77,54 @@ def _parser() -> argparse.ArgumentParser:
     task = commands.add_parser("task", help="run one attempt of a TaskRun")
     task.add_argument("target", help="<namespace>/<taskrun>")
     task.add_argument("--attempt", type=int, required=True, help="attempt number, from 1")
+    flow = commands.add_parser("flow", help="run one attempt of a FlowRun")
+    flow.add_argument("target", help="<namespace>/<flowrun>")
+    flow.add_argument("--attempt", type=int, required=True, help="attempt number, from 1")
     return parser
+
+
+class _Tee(io.TextIOBase):
+    """Writes through to the real stream and keeps a copy for the log upload."""
+
+    def __init__(self, stream: TextIO, copy: io.StringIO, guard: threading.Lock) -> None:
+        self._stream = stream
+        self._copy = copy
+        self._guard = guard
+
+    def write(self, text: str) -> int:
+        with self._guard:
+            self._copy.write(text)
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self._stream, "encoding", "utf-8") or "utf-8"
+
+
+def _capture_output() -> io.StringIO:
+    copy = io.StringIO()
+    guard = threading.Lock()
+    sys.stdout = _Tee(sys.stdout, copy, guard)
+    sys.stderr = _Tee(sys.stderr, copy, guard)
+    return copy
+
+
+def _upload_log(store: ResultStore, namespace: str, name: str, attempt: int,
+                copy: io.StringIO) -> None:
+    """Best effort: a log that cannot be stored must not change the attempt's result."""
+    from flowpod._payloads import log_key
+
+    sys.stdout.flush()
+    try:
+        store.put(log_key(namespace, name, attempt), copy.getvalue().encode("utf-8", "replace"))
+    except Exception as exc:  # noqa: BLE001 - logged, the outcome is already written
+        sys.__stderr__.write(f"flowpod: could not upload the pod's log: {exc}\n")  # type: ignore[union-attr]
 
 
 def _log_to_stdout() -> None:
@@ -90,6 +143,15 @@ def _log_to_stdout() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = _parser().parse_args(argv)
+    saved = sys.stdout, sys.stderr
+    copy = _capture_output()
+    try:
+        return _main(args, copy)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _main(args: argparse.Namespace, copy: io.StringIO) -> int:
     _log_to_stdout()
     log = logging.getLogger("flowpod.pod")
     try:
@@ -100,8 +162,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PodConfigurationError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
-    from flowpod.pod._task import run_task
+    try:
+        if args.command == "flow":
+            from flowpod.pod._flow import run_flow
 
-    outcome = run_task(store, namespace, name, args.attempt)
-    sys.stdout.flush()
-    return EXIT_COMPLETED if outcome.completed else EXIT_NOT_COMPLETED
+            completed = run_flow(store, namespace, name, args.attempt).completed
+        else:
+            from flowpod.pod._task import run_task
+
+            completed = run_task(store, namespace, name, args.attempt).completed
+    finally:
+        _upload_log(store, namespace, name, args.attempt, copy)
+    return EXIT_COMPLETED if completed else EXIT_NOT_COMPLETED

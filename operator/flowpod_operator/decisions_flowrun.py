@@ -1,0 +1,256 @@
+"""What the operator does next for one FlowRun: observed state in, actions out.
+
+Pure, like ``decisions``: ``decide_flowrun`` reads the FlowRun (spec and the status written
+earlier), the current attempt's flow pod as last observed (None: known not to exist), that
+attempt's flow outcome record, the counts of the FlowRun's TaskRuns by state, the time and the
+default TTL, and returns the actions. The same observation fed twice yields the actions once.
+
+State machine (status.state), one flow pod per attempt:
+
+    (none) --> Pending [flow pod 1] --pod running--> Running --outcome Completed--> Completed
+    Pending|Running|Retrying --pod ended / gone--> Failed | TimedOut | Crashed
+        --Failed/TimedOut and spec.retries left--> AwaitingRetry(nextRetryAt)
+        --nextRetryAt reached--> Retrying [flow pod n+1] --> Running --> ...
+    any non-final state --spec.cancel--> Cancelled [flow pod and task pods deleted]
+    final --ttlSecondsAfterFinished after endTime--> FlowRun deleted (owners take the rest)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from flowpod._resources import FlowRun, StateName
+from flowpod_operator.decisions import (
+    FINAL_STATES,
+    CreatePod,
+    PatchStatus,
+    Requeue,
+    _entry,
+    _iso,
+    _state_fields,
+    format_duration,
+    pod_failure_reason,
+)
+from flowpod_operator.pods import flow_pod_name
+
+__all__ = [
+    "CancelRun",
+    "DeleteFlowRun",
+    "FlowAction",
+    "FlowDecision",
+    "FlowOutcomeLike",
+    "count_task_runs",
+    "decide_flowrun",
+    "retry_delay",
+]
+
+_ACTIVE = frozenset({StateName.PENDING, StateName.RUNNING, StateName.RETRYING})
+_RETRYABLE = frozenset({StateName.FAILED, StateName.TIMED_OUT})
+_OUTCOME_STATES = {
+    "Completed": StateName.COMPLETED, "Failed": StateName.FAILED,
+    "TimedOut": StateName.TIMED_OUT, "Crashed": StateName.CRASHED,
+}
+# TaskRun state -> key in status.taskRuns (Retrying runs are running; no state yet is pending).
+_COUNT_KEYS = {
+    None: "pending", "Pending": "pending", "Running": "running", "Retrying": "running",
+    "AwaitingRetry": "awaitingRetry", "Completed": "completed", "Cached": "cached",
+    "Failed": "failed", "TimedOut": "timedOut", "Crashed": "crashed", "Cancelled": "cancelled",
+}
+_DONE_KEYS = ("completed", "cached", "failed", "timedOut", "crashed", "cancelled")
+
+
+class FlowOutcomeLike(Protocol):
+    """What the flow pod wrote (``flowpod._payloads.FlowOutcome`` fits)."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def message(self) -> str | None: ...
+    @property
+    def result_ref(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class CancelRun:
+    """Delete the flow pod of ``attempt`` (if any), cancel the non-final TaskRuns of the
+    FlowRun and delete their pods."""
+
+    attempt: int
+
+
+@dataclass(frozen=True)
+class DeleteFlowRun:
+    """Delete the FlowRun (its TTL passed); ownerReferences take its TaskRuns and pods."""
+
+
+FlowAction = CreatePod | PatchStatus | Requeue | CancelRun | DeleteFlowRun
+
+
+@dataclass(frozen=True)
+class FlowDecision:
+    actions: tuple[FlowAction, ...] = ()
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        """The actions of one kind, in order."""
+        return [action for action in self.actions if isinstance(action, kind)]
+
+
+Decision = FlowDecision
+
+
+def count_task_runs(states: Iterable[str | None]) -> dict[str, Any]:
+    """``status.taskRuns`` (wire form) plus ``tasksSummary`` from the TaskRuns' states."""
+    counts = dict.fromkeys(("total", *sorted(set(_COUNT_KEYS.values()))), 0)
+    for state in states:
+        counts["total"] += 1
+        counts[_COUNT_KEYS.get(state, "pending")] += 1
+    done = sum(counts[key] for key in _DONE_KEYS)
+    return {"taskRuns": counts, "tasksSummary": f"{done}/{counts['total']}"}
+
+
+def retry_delay(flowrun: FlowRun, attempt: int) -> float:
+    """Delay before the attempt after ``attempt``: spec.retryDelaySeconds[attempt-1], the last
+    entry repeating; no delay when the list is empty."""
+    delays = flowrun.spec.retry_delay_seconds
+    if not delays:
+        return 0.0
+    return float(delays[min(attempt - 1, len(delays) - 1)])
+
+
+def _counts_patch(flowrun: FlowRun, counts: Mapping[str, Any] | None) -> dict[str, Any]:
+    if counts is None:
+        return {}
+    current = flowrun.status.task_runs.to_wire() if flowrun.status.task_runs else None
+    wanted = dict(counts["taskRuns"])
+    if current == wanted and flowrun.status.tasks_summary == counts["tasksSummary"]:
+        return {}
+    return dict(counts)
+
+
+def _final(flowrun: FlowRun, state: StateName, message: str | None, now: datetime,
+           counts: Mapping[str, Any] | None, **extra: Any) -> PatchStatus:
+    start = flowrun.status.start_time or flowrun.metadata.creation_timestamp or now
+    fields = {
+        **_state_fields(state, message),
+        **dict(counts or {}),
+        "endTime": _iso(now),
+        "duration": format_duration((now - start).total_seconds()),
+        "nextRetryAt": None,
+        **extra,
+    }
+    return PatchStatus(fields, (_entry(state, now, flowrun.status.attempt, message),))
+
+
+def decide_flowrun(
+    flowrun: FlowRun,
+    pod: Mapping[str, Any] | None,
+    outcome: FlowOutcomeLike | None,
+    counts: Mapping[str, Any] | None,
+    now: datetime,
+    default_ttl: int | None = None,
+) -> Decision:
+    """The actions that bring ``flowrun``'s status in line with what was observed.
+
+    ``counts`` is ``count_task_runs`` of the FlowRun's TaskRuns (None: not known, left as is).
+    """
+    status, spec = flowrun.status, flowrun.spec
+    state = status.state
+    name = flowrun.metadata.name or "?"
+    if state is None:
+        if spec.cancel:
+            return Decision((_final(flowrun, StateName.CANCELLED,
+                                    "Cancelled before it started", now, counts,
+                                    startTime=_iso(now)),))
+        pod_name = flow_pod_name(name, 1)
+        fields = {**_state_fields(StateName.PENDING, None), "attempt": 1, "pod": pod_name,
+                  "startTime": _iso(now), **dict(counts or {})}
+        return Decision((CreatePod(1), PatchStatus(fields, (_entry(StateName.PENDING, now, 1,
+                                                                     None),))))
+    if state in FINAL_STATES:
+        return _finished(flowrun, counts, now, default_ttl)
+    if spec.cancel:
+        return Decision((CancelRun(status.attempt),
+                         _final(flowrun, StateName.CANCELLED,
+                                "Cancelled: spec.cancel was set", now, counts)))
+    if state is StateName.AWAITING_RETRY:
+        due = status.next_retry_at or now
+        if now < due:
+            return Decision((Requeue((due - now).total_seconds()),))
+        attempt = status.attempt + 1
+        fields = {**_state_fields(StateName.RETRYING, None), "attempt": attempt,
+                  "pod": flow_pod_name(name, attempt), "nextRetryAt": None,
+                  **dict(counts or {})}
+        return Decision((CreatePod(attempt),
+                         PatchStatus(fields, (_entry(StateName.RETRYING, now, attempt, None),))))
+    return _observe(flowrun, pod, outcome, counts, now)
+
+
+def _finished(flowrun: FlowRun, counts: Mapping[str, Any] | None, now: datetime,
+              default_ttl: int | None) -> Decision:
+    actions: list[FlowAction] = []
+    patch = _counts_patch(flowrun, counts)
+    if patch:
+        actions.append(PatchStatus(patch))
+    ttl = flowrun.spec.ttl_seconds_after_finished
+    if ttl is None:
+        ttl = default_ttl
+    end = flowrun.status.end_time
+    if ttl is not None and end is not None:
+        due = end + timedelta(seconds=ttl)
+        if now >= due:
+            return Decision((DeleteFlowRun(),))
+        actions.append(Requeue((due - now).total_seconds()))
+    return Decision(tuple(actions))
+
+
+def _observe(flowrun: FlowRun, pod: Mapping[str, Any] | None,
+             outcome: FlowOutcomeLike | None, counts: Mapping[str, Any] | None,
+             now: datetime) -> Decision:
+    status, spec = flowrun.status, flowrun.spec
+    phase = (pod or {}).get("status", {}).get("phase")
+    if pod is not None and phase not in ("Succeeded", "Failed"):
+        fields = _counts_patch(flowrun, counts)
+        history: tuple[Mapping[str, Any], ...] = ()
+        if phase == "Running" and status.state is not StateName.RUNNING:
+            fields.update(_state_fields(StateName.RUNNING, None))
+            history = (_entry(StateName.RUNNING, now, status.attempt, None),)
+        return Decision((PatchStatus(fields, history),)) if fields else Decision()
+    pod_label = flow_pod_name(flowrun.metadata.name or "?", max(status.attempt, 1))
+    reason = pod_failure_reason(pod) if pod is not None else None
+    result_ref: str | None = None
+    if reason == "DeadlineExceeded":
+        state = StateName.TIMED_OUT
+        limit = spec.timeout_seconds
+        message: str | None = (
+            f"Flow run exceeded timeout_seconds={limit:g}: flow pod {pod_label} was stopped by "
+            f"activeDeadlineSeconds={math.ceil(limit)}" if limit is not None
+            else f"Flow pod {pod_label} exceeded its activeDeadlineSeconds")
+    elif outcome is not None:
+        state = _OUTCOME_STATES.get(outcome.state, StateName.CRASHED)
+        message = outcome.message
+        result_ref = outcome.result_ref if state is StateName.COMPLETED else None
+    elif pod is None:
+        state = StateName.CRASHED
+        message = f"Flow pod {pod_label} disappeared without writing an outcome record"
+    else:
+        state = StateName.CRASHED
+        message = (f"Flow pod {pod_label} ended ({phase}, {reason or 'no reason'}) without "
+                   "writing an outcome record")
+    if state in _RETRYABLE and status.attempt <= spec.retries:
+        delay = retry_delay(flowrun, status.attempt)
+        due = now + timedelta(seconds=delay)
+        text = (f"{message or state.value} - retry {status.attempt}/{spec.retries} "
+                f"in {delay:g}s")
+        fields = {**_state_fields(StateName.AWAITING_RETRY, text), "nextRetryAt": _iso(due),
+                  **dict(counts or {})}
+        return Decision((
+            PatchStatus(fields, (_entry(state, now, status.attempt, message),
+                                 _entry(StateName.AWAITING_RETRY, now, status.attempt, text))),
+            Requeue(delay),
+        ))
+    extra = {"resultRef": result_ref} if result_ref else {}
+    return Decision((_final(flowrun, state, message, now, counts, **extra),))
