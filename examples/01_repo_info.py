@@ -1,7 +1,8 @@
 """Repository statistics: a flow calling one task that fetches a URL (the seed's first example).
 
 Run it with `python examples/01_repo_info.py` (or `bash scripts/demo`). The GitHub API it calls is
-the offline stub in `_stub_api.py`, so the figures are fake but the HTTP is real. Expected output:
+the offline stub in `flowpod_examples/stub_api.py`, so the figures are fake but the HTTP is real.
+Expected output:
 
     ... | INFO    | Flow run 'great-ammonite' - Created task run 'get_url-0' for task 'get_url'
     ... | INFO    | Flow run 'great-ammonite' - Executing 'get_url-0' immediately...
@@ -27,7 +28,7 @@ from flowpod import flow, task
 # load this file by path and still import it.
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _stub_api import offline  # noqa: E402
+from flowpod_examples.stub_api import offline  # noqa: E402
 
 
 @task

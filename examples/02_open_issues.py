@@ -28,7 +28,7 @@ from flowpod.tasks import task_input_hash
 
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _stub_api import offline  # noqa: E402
+from flowpod_examples.stub_api import offline  # noqa: E402
 
 
 @task(cache_key_fn=task_input_hash, cache_expiration=timedelta(hours=1))

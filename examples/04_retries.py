@@ -35,7 +35,7 @@ from flowpod.tasks import exponential_backoff
 
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _stub_api import offline  # noqa: E402
+from flowpod_examples.stub_api import offline  # noqa: E402
 
 
 def retry_on_server_errors(task: Any, task_run: Any, state: Any) -> bool:

@@ -30,7 +30,7 @@ from flowpod.cache_policies import INPUTS, TASK_SOURCE
 
 if str(Path(__file__).resolve().parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _stub_api import offline, request_log  # noqa: E402
+from flowpod_examples.stub_api import offline, request_log  # noqa: E402
 
 
 def fetch_json(url: str, params: dict[str, Any] | None = None) -> Any:

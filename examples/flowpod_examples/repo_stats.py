@@ -6,26 +6,19 @@ so ``flowpod get flowruns`` shows N/N task runs and the FlowRun's result is a pl
 
     {"PrefectHQ/prefect": {"stars": 12157, "forks": 1251}, ...}
 
-The GitHub API is the offline stub of ``examples/_stub_api.py``: at FLOWPOD_EXAMPLE_API when that
-is set (the tests start one reachable from pods), else a stub each process starts for itself (the
-data is deterministic, so every pod sees the same figures).
+The GitHub API is the offline stub of ``flowpod_examples.stub_api``: at FLOWPOD_EXAMPLE_API when
+that is set (the tests start one reachable from pods), else a stub each process starts for itself
+(the data is deterministic, so every pod sees the same figures).
 """
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Any
 from urllib.request import urlopen
 
 from flowpod import flow, task
-
-# _stub_api lives in examples/, the parent of this package.
-_EXAMPLES = str(Path(__file__).resolve().parent.parent)
-if _EXAMPLES not in sys.path:
-    sys.path.append(_EXAMPLES)
-from _stub_api import offline  # noqa: E402
+from flowpod_examples.stub_api import offline
 
 
 @task(retries=2, retry_delay_seconds=1)

@@ -5,7 +5,6 @@ pytest puts this folder on sys.path (tests are not packages), so test modules im
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,16 +20,10 @@ EXAMPLES = ROOT / "examples"
 
 
 def load_stub_module() -> ModuleType:
-    """examples/_stub_api.py, imported by path (examples/ is not a package)."""
-    name = "_stub_api"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, EXAMPLES / "_stub_api.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    """The examples' offline GitHub stub (``flowpod_examples.stub_api``, shipped with flowpod)."""
+    import flowpod_examples.stub_api
+
+    return flowpod_examples.stub_api
 
 
 stub_api = load_stub_module()

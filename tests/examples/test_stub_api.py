@@ -181,7 +181,8 @@ def test_without_a_configured_stub_the_process_starts_its_own(
 
 def test_the_stub_runs_as_its_own_process_for_other_processes_to_share() -> None:
     proc = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "_stub_api.py"), "--port", "0", "--page-latency", "0"],
+        [sys.executable, str(EXAMPLES / "flowpod_examples" / "stub_api.py"),
+         "--port", "0", "--page-latency", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -42,7 +42,7 @@ def module_stub() -> Iterator[Any]:
     """One offline GitHub stand-in for the module, on 127.0.0.1 (pods are local processes)."""
     if str(EXAMPLES) not in sys.path:
         sys.path.append(str(EXAMPLES))
-    from _stub_api import StubAPI  # type: ignore[import-not-found, unused-ignore]
+    from flowpod_examples.stub_api import StubAPI
 
     stub = StubAPI(page_latency=0).start()
     yield stub
@@ -86,15 +86,15 @@ def flow_runner(cluster: Cluster, namespace: str) -> None:
 def expected_stats(repos: list[str]) -> dict[str, dict[str, int]]:
     if str(EXAMPLES) not in sys.path:
         sys.path.append(str(EXAMPLES))
-    from _stub_api import repo_data  # type: ignore[import-not-found, unused-ignore]
+    from flowpod_examples.stub_api import repo_data
 
     return {name: {"stars": repo_data(name).stars, "forks": repo_data(name).forks}
             for name in repos}
 
 
 def pod_env(stub_url: str) -> dict[str, str]:
-    # PYTHONPATH: the pickled flow refers to the stub helper module (examples/_stub_api.py).
-    return {"FLOWPOD_EXAMPLE_API": stub_url, "PYTHONPATH": str(EXAMPLES)}
+    # No PYTHONPATH: the example flows and their stub ship with flowpod (flowpod_examples).
+    return {"FLOWPOD_EXAMPLE_API": stub_url}
 
 
 def flowpod_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:

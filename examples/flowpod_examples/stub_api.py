@@ -19,7 +19,7 @@ which makes the sequential and concurrent versions of the repository example mea
 Examples never hard-code the stub's address: they keep the real URLs (so cache keys are stable
 across processes) and pass them through `offline(url)`, which points them at the stub named by
 FLOWPOD_EXAMPLE_API or, when that is unset, at a stub started in a background thread of the
-current process. `python examples/_stub_api.py --port 8765` runs a stub in the foreground.
+current process. `python -m flowpod_examples.stub_api --port 8765` runs a stub in the foreground.
 """
 
 from __future__ import annotations
