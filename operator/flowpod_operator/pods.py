@@ -11,11 +11,19 @@ lives from its environment, and the credentials from a Secret by reference (neve
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 from typing import Any
 
+from flowpod._labels import (
+    ATTEMPT_LABEL,
+    FLOWRUN_LABEL,
+    MANAGED_BY_LABEL,
+    ROLE_LABEL,
+    TASKRUN_LABEL,
+    label_value,
+)
+from flowpod._labels import MAX_NAME as _MAX_NAME
+from flowpod._labels import short_hash as _short_hash
 from flowpod._resources import API_VERSION, FlowRun, TaskRun
 from flowpod_operator.settings import OperatorConfig
 
@@ -35,21 +43,9 @@ __all__ = [
     "pod_name",
 ]
 
-TASKRUN_LABEL = "flowpod.dev/taskrun"
-ATTEMPT_LABEL = "flowpod.dev/attempt"
-FLOWRUN_LABEL = "flowpod.dev/flowrun"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "flowpod-operator"
 CONTAINER_NAME = "task"
 FLOW_CONTAINER_NAME = "flow"
-ROLE_LABEL = "flowpod.dev/role"
-
-_MAX_NAME = 63
-_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
-
-
-def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
 def pod_name(taskrun: str, attempt: int) -> str:
@@ -63,15 +59,6 @@ def pod_name(taskrun: str, attempt: int) -> str:
     suffix = f"-{_short_hash(name)}-{attempt}"
     prefix = taskrun[: _MAX_NAME - len(suffix)].rstrip("-.")
     return prefix + suffix
-
-
-def label_value(value: str) -> str:
-    """``value`` as a label value (at most 63 characters, alphanumeric at both ends); longer or
-    odd values keep a prefix plus an 8-hex hash."""
-    if len(value) <= _MAX_NAME and _LABEL_VALUE.fullmatch(value):
-        return value
-    prefix = re.sub(r"[^-A-Za-z0-9_.]", "-", value)[: _MAX_NAME - 9].strip("-_.")
-    return f"{prefix}-{_short_hash(value)}" if prefix else _short_hash(value)
 
 
 def _storage_env(taskrun: TaskRun | FlowRun, config: OperatorConfig) -> list[dict[str, Any]]:

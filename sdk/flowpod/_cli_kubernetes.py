@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from flowpod._labels import FLOWRUN_LABEL, label_value
+
 if TYPE_CHECKING:
     from flowpod._flowrun_api import FlowRunApi
     from flowpod._store import ResultStore
@@ -177,7 +179,7 @@ def taskrun_row(obj: Mapping[str, Any], now: datetime) -> list[str]:
     labels = obj["metadata"].get("labels") or {}
     return [str(obj["metadata"]["name"]), str(spec.get("runName") or ""),
             str(status.get("state") or "Pending"), str(status.get("attempt") or 0),
-            str(labels.get("flowpod.dev/flowrun") or ""),
+            str(labels.get(FLOWRUN_LABEL) or ""),
             _age(obj["metadata"].get("creationTimestamp"), now), str(status.get("duration") or "")]
 
 
@@ -209,7 +211,7 @@ def _get(kind: str, name: str | None, namespace: str | None, flowrun: str | None
         if name:
             items = [api.get(ns, plural, name)]
         else:
-            selector = f"flowpod.dev/flowrun={flowrun}" if flowrun else ""
+            selector = f"{FLOWRUN_LABEL}={label_value(flowrun)}" if flowrun else ""
             items = api.list_objects(ns, plural, selector)
     except Exception as exc:  # noqa: BLE001 - shown as the API's answer
         raise _fail_on_api_error(exc) from None
@@ -271,7 +273,7 @@ def collect_logs(api: FlowRunApi, store: ResultStore | None, namespace: str,
     label = str((flowrun.get("spec") or {}).get("flowName") or name)
     runs: list[tuple[str, str, int, str | None]] = [
         (name, f"flow {label}", _attempts(status), status.get("pod"))]
-    for task in api.list_objects(namespace, "taskruns", f"flowpod.dev/flowrun={name}"):
+    for task in api.list_objects(namespace, "taskruns", f"{FLOWRUN_LABEL}={label_value(name)}"):
         task_status = task.get("status") or {}
         runs.append((str(task["metadata"]["name"]),
                      str((task.get("spec") or {}).get("runName") or task["metadata"]["name"]),

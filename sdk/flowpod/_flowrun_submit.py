@@ -39,7 +39,6 @@ __all__ = [
 ]
 
 FINAL_STATES = frozenset({"Completed", "Failed", "TimedOut", "Crashed", "Cancelled"})
-FLOWRUN_LABEL = "flowpod.dev/flowrun"
 _NAME_CHARS = re.compile(r"[^a-z0-9-]+")
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 

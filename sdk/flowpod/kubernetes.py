@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowpod._flowrun_submit import FlowRunHandle, submit
+from flowpod._labels import FLOWRUN_LABEL, RUNNER_LABEL, TASK_LABEL, label_value
 from flowpod._taskrun_api import TaskRunApi, WatchExpired
 from flowpod.futures import FlowpodFuture
 from flowpod.task_runners import TaskRunner
@@ -59,9 +60,6 @@ __all__ = [
 
 R = TypeVar("R")
 
-RUNNER_LABEL = "flowpod.dev/runner"
-TASK_LABEL = "flowpod.dev/task"
-FLOWRUN_LABEL = "flowpod.dev/flowrun"
 FINAL_STATES = frozenset({"Completed", "Cached", "Failed", "TimedOut", "Crashed", "Cancelled"})
 # Set in a flow-runner pod by the operator: TaskRuns created there belong to that FlowRun.
 FLOWRUN_NAME_VAR = "FLOWPOD_FLOW_RUN_NAME"
@@ -153,11 +151,6 @@ def taskrun_object_name(run_name: str, rng: random.Random | None = None) -> str:
     draw = rng or random
     suffix = "".join(draw.choice(_SUFFIX_ALPHABET) for _ in range(6))
     return f"{base}-{suffix}"
-
-
-def _label_value(text: str) -> str:
-    value = re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:63].strip("-_.")
-    return value or "task"
 
 
 class KubernetesTaskRunner(TaskRunner):
@@ -424,12 +417,12 @@ class KubernetesTaskRunner(TaskRunner):
             "nodeSelector": dict(self.node_selector) if self.node_selector else None,
             "tolerations": [dict(t) for t in self.tolerations] if self.tolerations else None,
         })
-        labels = {RUNNER_LABEL: self.runner_id, TASK_LABEL: _label_value(task.name)}
+        labels = {RUNNER_LABEL: self.runner_id, TASK_LABEL: label_value(task.name)}
         owners = None
         if flowrun_name and flowrun_uid:
             from flowpod._resources import API_VERSION
 
-            labels[FLOWRUN_LABEL] = flowrun_name
+            labels[FLOWRUN_LABEL] = label_value(flowrun_name)
             owners = [{"apiVersion": API_VERSION, "kind": "FlowRun", "name": flowrun_name,
                        "uid": flowrun_uid, "controller": False, "blockOwnerDeletion": True}]
         return spec.to_manifest(name, namespace, labels=labels, owner_references=owners)
