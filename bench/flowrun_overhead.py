@@ -32,11 +32,11 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
+from _cluster import cluster_info, kubectl, wait
 
 from flowpod import flow, task
 
@@ -85,29 +85,10 @@ def call_many(n: int, rounds: int = 3) -> dict[str, float]:
 # -- the cluster ---------------------------------------------------------------------------------
 
 
-def _cluster_info() -> dict[str, Any]:
-    proc = subprocess.run([str(ROOT / "scripts" / "cluster"), "env", "--json"],
-                          capture_output=True, text=True, timeout=60)
-    if proc.returncode != 0:
-        raise SystemExit(f"the test cluster is not running (scripts/cluster up): {proc.stderr}")
-    info: dict[str, Any] = json.loads(proc.stdout)
-    return info
 
 
-def _kubectl(info: dict[str, Any], *args: str, input: str | None = None) -> str:
-    cmd = [info["binaries"]["kubectl"], "--kubeconfig", info["kubeconfig"], *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, input=input)
-    if proc.returncode != 0:
-        raise SystemExit(f"kubectl {' '.join(args)} failed: {proc.stderr}")
-    return proc.stdout
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Cluster:
@@ -121,23 +102,23 @@ class Cluster:
 
     def setup(self) -> None:
         info, ns = self.info, self.namespace
-        _kubectl(info, "apply", "-f", str(ROOT / "crds"))
-        _kubectl(info, "apply", "-f", str(ROOT / "deploy" / "operator-rbac.yaml"))
-        _kubectl(info, "create", "namespace", ns)
+        kubectl(info, "apply", "-f", str(ROOT / "crds"))
+        kubectl(info, "apply", "-f", str(ROOT / "deploy" / "operator-rbac.yaml"))
+        kubectl(info, "create", "namespace", ns)
         s3 = info["s3"]
-        _kubectl(info, "create", "secret", "generic", "flowpod-s3", "-n", ns,
+        kubectl(info, "create", "secret", "generic", "flowpod-s3", "-n", ns,
                  f"--from-literal=AWS_ACCESS_KEY_ID={s3['access_key_id']}",
                  f"--from-literal=AWS_SECRET_ACCESS_KEY={s3['secret_access_key']}")
         # The flow pods' identity: the file's ClusterRole, bound in this namespace only.
         docs = [doc for doc in yaml.safe_load_all(RUNNER_RBAC.read_text()) if doc]
         roles = [doc for doc in docs if doc.get("kind") == "ClusterRole"]
-        _kubectl(info, "apply", "-f", "-", input=yaml.safe_dump_all(roles))
-        _kubectl(info, "create", "serviceaccount", FLOW_RUNNER_SA, "-n", ns)
+        kubectl(info, "apply", "-f", "-", input=yaml.safe_dump_all(roles))
+        kubectl(info, "create", "serviceaccount", FLOW_RUNNER_SA, "-n", ns)
         for role in roles:
             role_name = role["metadata"]["name"]
-            _kubectl(info, "create", "rolebinding", f"{role_name}-binding", "-n", ns,
+            kubectl(info, "create", "rolebinding", f"{role_name}-binding", "-n", ns,
                      f"--clusterrole={role_name}", f"--serviceaccount={ns}:{FLOW_RUNNER_SA}")
-        token = _kubectl(info, "create", "token", "flowpod-operator", "-n", "flowpod-system",
+        token = kubectl(info, "create", "token", "flowpod-operator", "-n", "flowpod-system",
                          "--duration=2h").strip()
         kubeconfig = self.tmp / "kubeconfig"
         kubeconfig.write_text(
@@ -165,7 +146,7 @@ class Cluster:
             except OSError:
                 return False
 
-        _wait(live, 60, "the operator")
+        wait(live, 60, "the operator")
 
     def teardown(self) -> None:
         if self.operator is not None:
@@ -216,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     # Both engines (this process and the pods) log at WARNING, as bench/local_overhead.py
     # measures them: the figures are the engine's, not the console's.
     os.environ["FLOWPOD_LOGGING_LEVEL"] = "WARNING"
-    info = _cluster_info()
+    info = cluster_info()
     os.environ.update(info["env"])
 
     n = args.tasks

@@ -35,11 +35,12 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from _cluster import cluster_info, kubectl, wait
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "flowpod.dev", "v1alpha1", "taskruns"
@@ -48,33 +49,10 @@ SIM_SELECTOR = {"flowpod.dev/bench": "simulated-kubelet"}
 TARGETS = {"pod_p50_ms": 100.0, "cache_p50_ms": 100.0, "taskruns_per_s": 50.0, "rss_mb": 250.0}
 
 
-def _cluster_info() -> dict[str, Any]:
-    proc = subprocess.run(
-        [str(ROOT / "scripts" / "cluster"), "env", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if proc.returncode != 0:
-        raise SystemExit(f"the test cluster is not running (scripts/cluster up): {proc.stderr}")
-    info: dict[str, Any] = json.loads(proc.stdout)
-    return info
 
 
-def _kubectl(info: dict[str, Any], *args: str) -> str:
-    cmd = [info["binaries"]["kubectl"], "--kubeconfig", info["kubeconfig"], *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        raise SystemExit(f"kubectl {' '.join(args)} failed: {proc.stderr}")
-    return proc.stdout
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def _percentile(values: list[float], pct: float) -> float:
@@ -118,11 +96,11 @@ class Bench:
     # -- set-up ---------------------------------------------------------------------------------
 
     def setup(self) -> None:
-        _kubectl(self.info, "apply", "-f", str(ROOT / "crds"))
-        _kubectl(self.info, "apply", "-f", str(ROOT / "deploy" / "operator-rbac.yaml"))
-        _kubectl(self.info, "create", "namespace", self.namespace)
+        kubectl(self.info, "apply", "-f", str(ROOT / "crds"))
+        kubectl(self.info, "apply", "-f", str(ROOT / "deploy" / "operator-rbac.yaml"))
+        kubectl(self.info, "create", "namespace", self.namespace)
         s3 = self.info["s3"]
-        _kubectl(
+        kubectl(
             self.info,
             "create",
             "secret",
@@ -133,7 +111,7 @@ class Bench:
             f"--from-literal=AWS_ACCESS_KEY_ID={s3['access_key_id']}",
             f"--from-literal=AWS_SECRET_ACCESS_KEY={s3['secret_access_key']}",
         )
-        token = _kubectl(
+        token = kubectl(
             self.info,
             "create",
             "token",
@@ -178,7 +156,7 @@ class Bench:
             except OSError:
                 return False
 
-        _wait(live, 60, "the operator")
+        wait(live, 60, "the operator")
         threading.Thread(target=self._watch_pods, daemon=True).start()
         threading.Thread(target=self._watch_taskruns, daemon=True).start()
 
@@ -349,7 +327,7 @@ class Bench:
                 future.result()
         else:
             list(self.pool.map(self._create, manifests))
-        _wait(
+        wait(
             lambda: all(n in self.final_seen for n in names),
             600 + count,
             f"{count} TaskRuns to finish",
@@ -377,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.count < 1 or args.cache_count < 0:
         parser.error("--count must be >= 1 and --cache-count >= 0")
-    bench = Bench(_cluster_info(), args.real, args.workers, args.profile)
+    bench = Bench(cluster_info(), args.real, args.workers, args.profile)
     bench.setup()
     try:
         cpu_before = bench.operator_cpu_s()

@@ -1,0 +1,44 @@
+"""What the cluster benchmarks share: the test cluster's settings, kubectl, waiting on a condition.
+
+The benchmarks run as scripts (``python bench/<name>.py``), so this folder is on ``sys.path`` and
+they import this module by its plain name.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cluster_info() -> dict[str, Any]:
+    """``scripts/cluster env --json``: kubeconfig, binaries, S3 settings of the running cluster."""
+    proc = subprocess.run([str(ROOT / "scripts" / "cluster"), "env", "--json"],
+                          capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise SystemExit(f"the test cluster is not running (scripts/cluster up): {proc.stderr}")
+    info: dict[str, Any] = json.loads(proc.stdout)
+    return info
+
+
+def kubectl(info: dict[str, Any], *args: str, input: str | None = None) -> str:
+    """Run the cluster's kubectl as the admin; exit the benchmark with its message on failure."""
+    cmd = [info["binaries"]["kubectl"], "--kubeconfig", info["kubeconfig"], *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, input=input)
+    if proc.returncode != 0:
+        raise SystemExit(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+    return proc.stdout
+
+
+def wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it holds; exit the benchmark after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
