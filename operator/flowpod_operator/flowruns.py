@@ -16,8 +16,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from flowpod._resources import FlowRun, StateName
 from flowpod_operator.decisions import FINAL_STATES, CreatePod, PatchStatus, Requeue
@@ -35,6 +34,7 @@ from flowpod_operator.pods import (
     flow_pod_name,
     label_value,
 )
+from flowpod_operator.reconciling import Key, KeyedLoop
 from flowpod_operator.settings import OperatorConfig
 from flowpod_operator.store import StoreRegistry
 
@@ -42,15 +42,12 @@ __all__ = ["COUNT_BATCH_S", "FlowRunController"]
 
 logger = logging.getLogger("flowpod.operator.flowruns")
 
-_T = TypeVar("_T")
-Key = tuple[str, str]
 COUNT_BATCH_S = 0.5
 _GONE: dict[str, Any] = {}
 _ACTIVE = frozenset({StateName.PENDING, StateName.RUNNING, StateName.RETRYING})
 _FINAL_VALUES = frozenset(state.value for state in FINAL_STATES)
 _MAX_CONFLICTS = 5
 _WARN_STATES = frozenset({"Failed", "TimedOut", "Crashed", "AwaitingRetry"})
-_ERROR_BACKOFF = (0.5, 1, 2, 5, 10, 30)
 
 
 def _rv(body: dict[str, Any]) -> int:
@@ -64,29 +61,24 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-class FlowRunController:
+class FlowRunController(KeyedLoop):
     """The operator's memory of FlowRuns, their flow pods and their TaskRuns' states."""
 
     def __init__(self, config: OperatorConfig, api: KubeApi, stores: StoreRegistry,
                  executor: ThreadPoolExecutor,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        super().__init__(executor, "FlowRun", logger)
         self.config = config
         self.api = api
         self.stores = stores
-        self.executor = executor
         self.clock = clock
         self.flowruns: dict[Key, dict[str, Any]] = {}
         self.pods: dict[Key, dict[str, Any]] = {}
         self.task_states: dict[Key, dict[str, str | None]] = {}
-        self._locks: dict[Key, asyncio.Lock] = {}
-        self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._count_pending: set[Key] = set()
-        self._errors: dict[Key, int] = {}
-        self._background: set[asyncio.Task[Any]] = set()
 
-    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, partial(fn, *args))
+    def _tracks(self, key: Key) -> bool:
+        return key in self.flowruns
 
     # -- watch events ---------------------------------------------------------------------------
 
@@ -146,51 +138,11 @@ class FlowRunController:
 
     def _forget(self, key: Key) -> None:
         body = self.flowruns.pop(key, None)
-        timer = self._timers.pop(key, None)
-        if timer is not None:
-            timer.cancel()
-        self._errors.pop(key, None)
-        self._locks.pop(key, None)
+        self._drop_key(key)
         self.task_states.pop(key, None)
         attempts = int((body or {}).get("status", {}).get("attempt") or 0)
         for attempt in range(1, attempts + 1):
             self.pods.pop((key[0], flow_pod_name(key[1], attempt)), None)
-
-    # -- scheduling -----------------------------------------------------------------------------
-
-    def schedule(self, key: Key, after_s: float) -> None:
-        loop = asyncio.get_running_loop()
-        old = self._timers.pop(key, None)
-        if old is not None:
-            old.cancel()
-        self._timers[key] = loop.call_later(max(after_s, 0.0), self._fire, key)
-
-    def _fire(self, key: Key) -> None:
-        self._timers.pop(key, None)
-        self._spawn(self.reconcile(key))
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    # -- reconciliation -------------------------------------------------------------------------
-
-    async def reconcile(self, key: Key) -> None:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            try:
-                await self._reconcile_locked(key)
-            except Exception as exc:  # noqa: BLE001 - retried with backoff, never lost
-                count = self._errors.get(key, 0)
-                self._errors[key] = count + 1
-                delay = _ERROR_BACKOFF[min(count, len(_ERROR_BACKOFF) - 1)]
-                logger.warning("FlowRun %s/%s: %s: %s (trying again in %s s)",
-                               key[0], key[1], type(exc).__name__, exc, delay)
-                if key in self.flowruns:
-                    self.schedule(key, delay)
-            else:
-                self._errors.pop(key, None)
 
     async def _reconcile_locked(self, key: Key) -> None:
         for _ in range(_MAX_CONFLICTS):

@@ -18,14 +18,12 @@ Errors (API or store unreachable) re-run the reconciliation with a capped backof
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import kopf
 
@@ -47,6 +45,7 @@ from flowpod_operator.pods import (
     pod_manifest,
     pod_name,
 )
+from flowpod_operator.reconciling import Key, KeyedLoop
 from flowpod_operator.settings import OperatorConfig
 from flowpod_operator.store import StoreRegistry
 
@@ -54,13 +53,10 @@ __all__ = ["Reconciler", "configure"]
 
 logger = logging.getLogger("flowpod.operator")
 
-_T = TypeVar("_T")
-Key = tuple[str, str]
 _GONE: dict[str, Any] = {}
 """Marks a pod whose deletion was observed (distinct from 'not seen yet')."""
 _ACTIVE = frozenset({StateName.PENDING, StateName.RUNNING, StateName.RETRYING})
 _MAX_CONFLICTS = 5
-_ERROR_BACKOFF = (0.5, 1, 2, 5, 10, 30)
 
 
 def _rv(body: dict[str, Any]) -> int | None:
@@ -86,7 +82,7 @@ def _owner(pod: dict[str, Any]) -> str | None:
     return None
 
 
-class Reconciler:
+class Reconciler(KeyedLoop):
     """The operator's memory of what it has seen, and the loop that acts on it."""
 
     def __init__(
@@ -102,17 +98,15 @@ class Reconciler:
         self.stores = stores
         self.rng = rng or random.Random()
         self.clock = clock
-        self.executor = ThreadPoolExecutor(config.api_workers, thread_name_prefix="flowpod-api")
+        super().__init__(
+            ThreadPoolExecutor(config.api_workers, thread_name_prefix="flowpod-api"),
+            "TaskRun", logger,
+        )
         self.taskruns: dict[Key, dict[str, Any]] = {}
         self.pods: dict[Key, dict[str, Any]] = {}
-        self._locks: dict[Key, asyncio.Lock] = {}
-        self._timers: dict[Key, asyncio.TimerHandle] = {}
-        self._errors: dict[Key, int] = {}
-        self._background: set[asyncio.Task[Any]] = set()
 
-    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, partial(fn, *args))
+    def _tracks(self, key: Key) -> bool:
+        return key in self.taskruns
 
     # -- watch events ---------------------------------------------------------------------------
 
@@ -149,51 +143,10 @@ class Reconciler:
 
     def _forget(self, key: Key) -> None:
         body = self.taskruns.pop(key, None)
-        timer = self._timers.pop(key, None)
-        if timer is not None:
-            timer.cancel()
-        self._errors.pop(key, None)
-        self._locks.pop(key, None)
+        self._drop_key(key)
         attempts = int((body or {}).get("status", {}).get("attempt") or 0)
         for attempt in range(1, attempts + 1):
             self.pods.pop((key[0], pod_name(key[1], attempt)), None)
-
-    # -- scheduling -----------------------------------------------------------------------------
-
-    def schedule(self, key: Key, after_s: float) -> None:
-        """Reconcile ``key`` again in ``after_s`` seconds (replacing an earlier schedule)."""
-        loop = asyncio.get_running_loop()
-        old = self._timers.pop(key, None)
-        if old is not None:
-            old.cancel()
-        self._timers[key] = loop.call_later(max(after_s, 0.0), self._fire, key)
-
-    def _fire(self, key: Key) -> None:
-        self._timers.pop(key, None)
-        self._spawn(self.reconcile(key))
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    # -- reconciliation -------------------------------------------------------------------------
-
-    async def reconcile(self, key: Key) -> None:
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            try:
-                await self._reconcile_locked(key)
-            except Exception as exc:  # noqa: BLE001 - retried with backoff, never lost
-                count = self._errors.get(key, 0)
-                self._errors[key] = count + 1
-                delay = _ERROR_BACKOFF[min(count, len(_ERROR_BACKOFF) - 1)]
-                logger.warning("TaskRun %s/%s: %s: %s (trying again in %s s)",
-                               key[0], key[1], type(exc).__name__, exc, delay)
-                if key in self.taskruns:
-                    self.schedule(key, delay)
-            else:
-                self._errors.pop(key, None)
 
     async def _reconcile_locked(self, key: Key) -> None:
         for _ in range(_MAX_CONFLICTS):

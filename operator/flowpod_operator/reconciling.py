@@ -1,0 +1,94 @@
+"""The loop shared by the operator's controllers: one reconcile at a time per object, retries
+with backoff when a reconcile fails, and one timer per object for "look again later".
+
+A controller (TaskRuns in ``handlers``, FlowRuns in ``flowruns``) subclasses ``KeyedLoop`` and
+supplies ``_reconcile_locked`` (observe, decide, act) and ``_tracks`` (whether it still knows the
+object). Blocking calls (the Kubernetes client, boto3) go to the shared thread pool via ``_call``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+
+__all__ = ["ERROR_BACKOFF", "Key", "KeyedLoop"]
+
+_T = TypeVar("_T")
+Key = tuple[str, str]
+ERROR_BACKOFF = (0.5, 1, 2, 5, 10, 30)
+"""Seconds before retrying a reconcile that raised (API or store unreachable), by failure count."""
+
+
+class KeyedLoop(abc.ABC):
+    """Per-object locks, timers and error backoff around a controller's reconcile."""
+
+    def __init__(self, executor: ThreadPoolExecutor, kind: str, logger: logging.Logger) -> None:
+        self.executor = executor
+        self._kind = kind
+        self._logger = logger
+        self._locks: dict[Key, asyncio.Lock] = {}
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._errors: dict[Key, int] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    @abc.abstractmethod
+    async def _reconcile_locked(self, key: Key) -> None:
+        """Bring the object's world in line with what was observed (holding its lock)."""
+
+    @abc.abstractmethod
+    def _tracks(self, key: Key) -> bool:
+        """Whether the object still exists as far as this controller knows."""
+
+    async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, partial(fn, *args))
+
+    def _drop_key(self, key: Key) -> None:
+        """Forget the loop's own state of an object that is gone."""
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        self._errors.pop(key, None)
+        self._locks.pop(key, None)
+
+    # -- scheduling -----------------------------------------------------------------------------
+
+    def schedule(self, key: Key, after_s: float) -> None:
+        """Reconcile ``key`` again in ``after_s`` seconds (replacing an earlier schedule)."""
+        loop = asyncio.get_running_loop()
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        self._timers[key] = loop.call_later(max(after_s, 0.0), self._fire, key)
+
+    def _fire(self, key: Key) -> None:
+        self._timers.pop(key, None)
+        self._spawn(self.reconcile(key))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- reconciliation -------------------------------------------------------------------------
+
+    async def reconcile(self, key: Key) -> None:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            try:
+                await self._reconcile_locked(key)
+            except Exception as exc:  # noqa: BLE001 - retried with backoff, never lost
+                count = self._errors.get(key, 0)
+                self._errors[key] = count + 1
+                delay = ERROR_BACKOFF[min(count, len(ERROR_BACKOFF) - 1)]
+                self._logger.warning("%s %s/%s: %s: %s (trying again in %s s)", self._kind,
+                                     key[0], key[1], type(exc).__name__, exc, delay)
+                if self._tracks(key):
+                    self.schedule(key, delay)
+            else:
+                self._errors.pop(key, None)
