@@ -93,21 +93,22 @@ def _storage_env(taskrun: TaskRun | FlowRun, config: OperatorConfig) -> list[dic
     return env
 
 
-def pod_manifest(taskrun: TaskRun, attempt: int, config: OperatorConfig) -> dict[str, Any]:
-    """The pod running ``attempt`` of ``taskrun``."""
-    meta, spec = taskrun.metadata, taskrun.spec
+def _pod(run: TaskRun | FlowRun, *, kind: str, command: str, container_name: str, name: str,
+         attempt: int, labels: dict[str, str], config: OperatorConfig) -> dict[str, Any]:
+    """The pod of one attempt of a TaskRun or FlowRun: what both kinds of pod have in common."""
+    meta, spec = run.metadata, run.spec
     if not meta.name or not meta.namespace or not meta.uid:
-        raise ValueError("a TaskRun needs metadata.name, namespace and uid to own a pod")
-    env = _storage_env(taskrun, config)
+        raise ValueError(f"a {kind} needs metadata.name, namespace and uid to own a pod")
+    env = _storage_env(run, config)
     # The spec's own variables come last: the pod sees them over the defaults above.
     overridden = {item.name for item in spec.env or ()}
     env = [item for item in env if item["name"] not in overridden]
     env.extend(item.to_wire() for item in spec.env or ())
     container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
+        "name": container_name,
         "image": spec.image or config.default_image,
         "command": [
-            "python", "-m", "flowpod.pod", "task", f"{meta.namespace}/{meta.name}",
+            "python", "-m", "flowpod.pod", command, f"{meta.namespace}/{meta.name}",
             "--attempt", str(attempt),
         ],
         "env": env,
@@ -124,11 +125,6 @@ def pod_manifest(taskrun: TaskRun, attempt: int, config: OperatorConfig) -> dict
     }
     if spec.timeout_seconds is not None:
         pod_spec["activeDeadlineSeconds"] = max(1, math.ceil(spec.timeout_seconds))
-    if spec.service_account_name:
-        pod_spec["serviceAccountName"] = spec.service_account_name
-    else:
-        # Task pods talk to the store, never to the API server: no token unless asked for.
-        pod_spec["automountServiceAccountToken"] = False
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
     if spec.tolerations:
@@ -137,18 +133,13 @@ def pod_manifest(taskrun: TaskRun, attempt: int, config: OperatorConfig) -> dict
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": pod_name(meta.name, attempt),
+            "name": name,
             "namespace": meta.namespace,
-            "labels": {
-                TASKRUN_LABEL: label_value(meta.name),
-                ATTEMPT_LABEL: str(attempt),
-                FLOWRUN_LABEL: label_value(spec.flow_run) if spec.flow_run else "",
-                MANAGED_BY_LABEL: MANAGED_BY,
-            },
+            "labels": labels,
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,
-                    "kind": "TaskRun",
+                    "kind": kind,
                     "name": meta.name,
                     "uid": meta.uid,
                     "controller": True,
@@ -158,6 +149,27 @@ def pod_manifest(taskrun: TaskRun, attempt: int, config: OperatorConfig) -> dict
         },
         "spec": pod_spec,
     }
+
+
+def pod_manifest(taskrun: TaskRun, attempt: int, config: OperatorConfig) -> dict[str, Any]:
+    """The pod running ``attempt`` of ``taskrun``."""
+    name, flow_run = taskrun.metadata.name or "", taskrun.spec.flow_run
+    pod = _pod(
+        taskrun, kind="TaskRun", command="task", container_name=CONTAINER_NAME,
+        name=pod_name(name, attempt) if name else "", attempt=attempt, config=config,
+        labels={
+            TASKRUN_LABEL: label_value(name),
+            ATTEMPT_LABEL: str(attempt),
+            FLOWRUN_LABEL: label_value(flow_run) if flow_run else "",
+            MANAGED_BY_LABEL: MANAGED_BY,
+        },
+    )
+    if taskrun.spec.service_account_name:
+        pod["spec"]["serviceAccountName"] = taskrun.spec.service_account_name
+    else:
+        # Task pods talk to the store, never to the API server: no token unless asked for.
+        pod["spec"]["automountServiceAccountToken"] = False
+    return pod
 
 
 def flow_pod_name(flowrun: str, attempt: int) -> str:
@@ -171,61 +183,18 @@ def flow_pod_manifest(flowrun: FlowRun, attempt: int, config: OperatorConfig) ->
     Unlike task pods it talks to the API server (it reads its FlowRun and creates TaskRuns), so it
     runs as a ServiceAccount: the spec's, else the operator's default flow-runner account.
     """
-    meta, spec = flowrun.metadata, flowrun.spec
-    if not meta.name or not meta.namespace or not meta.uid:
-        raise ValueError("a FlowRun needs metadata.name, namespace and uid to own a pod")
-    env = _storage_env(flowrun, config)
-    overridden = {item.name for item in spec.env or ()}
-    env = [item for item in env if item["name"] not in overridden]
-    env.extend(item.to_wire() for item in spec.env or ())
-    container: dict[str, Any] = {
-        "name": FLOW_CONTAINER_NAME,
-        "image": spec.image or config.default_image,
-        "command": [
-            "python", "-m", "flowpod.pod", "flow", f"{meta.namespace}/{meta.name}",
-            "--attempt", str(attempt),
-        ],
-        "env": env,
-        "securityContext": {"allowPrivilegeEscalation": False},
-    }
-    if spec.image_pull_policy is not None:
-        container["imagePullPolicy"] = spec.image_pull_policy.value
-    if spec.resources is not None:
-        container["resources"] = spec.resources.to_wire()
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "securityContext": {"runAsNonRoot": True, "runAsUser": config.run_as_user},
-        "containers": [container],
-        "serviceAccountName": spec.service_account_name or config.flow_service_account,
-    }
-    if spec.timeout_seconds is not None:
-        pod_spec["activeDeadlineSeconds"] = max(1, math.ceil(spec.timeout_seconds))
-    if spec.node_selector:
-        pod_spec["nodeSelector"] = dict(spec.node_selector)
-    if spec.tolerations:
-        pod_spec["tolerations"] = [dict(item) for item in spec.tolerations]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": flow_pod_name(meta.name, attempt),
-            "namespace": meta.namespace,
-            "labels": {
-                FLOWRUN_LABEL: label_value(meta.name),
-                ROLE_LABEL: "flow",
-                ATTEMPT_LABEL: str(attempt),
-                MANAGED_BY_LABEL: MANAGED_BY,
-            },
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "FlowRun",
-                    "name": meta.name,
-                    "uid": meta.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
+    name = flowrun.metadata.name or ""
+    pod = _pod(
+        flowrun, kind="FlowRun", command="flow", container_name=FLOW_CONTAINER_NAME,
+        name=flow_pod_name(name, attempt) if name else "", attempt=attempt, config=config,
+        labels={
+            FLOWRUN_LABEL: label_value(name),
+            ROLE_LABEL: "flow",
+            ATTEMPT_LABEL: str(attempt),
+            MANAGED_BY_LABEL: MANAGED_BY,
         },
-        "spec": pod_spec,
-    }
+    )
+    pod["spec"]["serviceAccountName"] = (
+        flowrun.spec.service_account_name or config.flow_service_account
+    )
+    return pod
