@@ -47,7 +47,7 @@ from flowpod_operator.pods import (
 )
 from flowpod_operator.reconciling import Key, KeyedLoop
 from flowpod_operator.settings import OperatorConfig
-from flowpod_operator.store import StoreRegistry
+from flowpod_operator.store import StoreRegistry, start_bucket_creator
 
 __all__ = ["Reconciler", "configure"]
 
@@ -312,6 +312,9 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     _flowruns = FlowRunController(_config, _reconciler.api, _reconciler.stores,
                                   _reconciler.executor, _reconciler.clock)
+    # FLOWPOD_S3_CREATE_BUCKET: in a daemon thread that retries until the storage server is up,
+    # so neither start-up nor the liveness endpoint waits for it.
+    start_bucket_creator(_config)
 
 
 @kopf.on.cleanup()

@@ -7,12 +7,14 @@ reference lets Kubernetes garbage-collect the pods with their TaskRun.
 
 The pod needs no Kubernetes API access: what to run comes from its arguments, where the data
 lives from its environment, and the credentials from a Secret by reference (never inline).
+Pull policy, resources, node selector and tolerations come from the run's spec, else from the
+operator's pod defaults (``OperatorConfig.pod_defaults``); the uid from ``run_as_user``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 from flowpod._labels import (
     ATTEMPT_LABEL,
@@ -46,6 +48,8 @@ __all__ = [
 MANAGED_BY = "flowpod-operator"
 CONTAINER_NAME = "task"
 FLOW_CONTAINER_NAME = "flow"
+
+_T = TypeVar("_T")
 
 
 def pod_name(taskrun: str, attempt: int) -> str:
@@ -93,6 +97,10 @@ def _storage_env(taskrun: TaskRun | FlowRun, config: OperatorConfig) -> list[dic
     return env
 
 
+def _first(value: _T | None, default: _T | None) -> _T | None:
+    return value if value is not None else default
+
+
 def _pod(run: TaskRun | FlowRun, *, kind: str, command: str, container_name: str, name: str,
          attempt: int, labels: dict[str, str], config: OperatorConfig) -> dict[str, Any]:
     """The pod of one attempt of a TaskRun or FlowRun: what both kinds of pod have in common."""
@@ -114,10 +122,17 @@ def _pod(run: TaskRun | FlowRun, *, kind: str, command: str, container_name: str
         "env": env,
         "securityContext": {"allowPrivilegeEscalation": False},
     }
-    if spec.image_pull_policy is not None:
-        container["imagePullPolicy"] = spec.image_pull_policy.value
-    if spec.resources is not None:
-        container["resources"] = spec.resources.to_wire()
+    # The operator's pod defaults fill what the spec leaves unset (None); a value the spec sets,
+    # even an empty one, replaces the default whole.
+    defaults = config.pod_defaults
+    pull_policy = _first(spec.image_pull_policy, defaults.image_pull_policy)
+    resources = _first(spec.resources, defaults.resources)
+    node_selector = _first(spec.node_selector, defaults.node_selector)
+    tolerations = _first(spec.tolerations, defaults.tolerations)
+    if pull_policy is not None:
+        container["imagePullPolicy"] = pull_policy.value
+    if resources is not None:
+        container["resources"] = resources.to_wire()
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "securityContext": {"runAsNonRoot": True, "runAsUser": config.run_as_user},
@@ -125,10 +140,10 @@ def _pod(run: TaskRun | FlowRun, *, kind: str, command: str, container_name: str
     }
     if spec.timeout_seconds is not None:
         pod_spec["activeDeadlineSeconds"] = max(1, math.ceil(spec.timeout_seconds))
-    if spec.node_selector:
-        pod_spec["nodeSelector"] = dict(spec.node_selector)
-    if spec.tolerations:
-        pod_spec["tolerations"] = [dict(item) for item in spec.tolerations]
+    if node_selector:
+        pod_spec["nodeSelector"] = dict(node_selector)
+    if tolerations:
+        pod_spec["tolerations"] = [dict(item) for item in tolerations]
     return {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -1,27 +1,130 @@
 """The operator's own configuration: defaults for pods and storage, and what it watches.
 
-Read once at start-up from ``FLOWPOD_OPERATOR_*`` / ``FLOWPOD_S3_*`` environment variables (the
-command line overrides some of them). Everything a TaskRun's spec leaves unset falls back to
-these values; a spec value always wins.
+Read once at start-up from the environment (the command line overrides some of it). Everything a
+TaskRun's or FlowRun's spec leaves unset falls back to these values; a spec value always wins.
+
+Storage (the default for runs without ``spec.storage``):
+
+``FLOWPOD_S3_BUCKET``
+    S3 bucket; empty: every run must name one.
+``FLOWPOD_S3_PREFIX``
+    Key prefix inside the bucket.
+``FLOWPOD_S3_ENDPOINT``
+    S3 endpoint URL (MinIO, Ceph, ...); AWS when unset.
+``FLOWPOD_S3_REGION``
+    S3 region.
+``FLOWPOD_S3_CREATE_BUCKET``
+    ``1``/``true``/``yes``: create the bucket at start-up when it does not exist (in the
+    background, retried until it works); ``0``/``false``/``no``/unset: never.
+``FLOWPOD_OPERATOR_CREDENTIALS_SECRET``
+    Secret in the run's namespace the pods read ``AWS_ACCESS_KEY_ID`` /
+    ``AWS_SECRET_ACCESS_KEY`` from (default ``flowpod-s3``; empty: the pods' own AWS chain).
+
+Pods:
+
+``FLOWPOD_OPERATOR_IMAGE``
+    Image of pods whose run names none.
+``FLOWPOD_OPERATOR_RUN_AS_USER``
+    The uid task and flow pods run as: a whole number >= 1 (pods run as non-root); default 1000.
+``FLOWPOD_OPERATOR_POD_DEFAULTS``
+    A JSON object with any of ``imagePullPolicy`` (``Always``/``IfNotPresent``/``Never``),
+    ``resources`` (``{"requests": {...}, "limits": {...}}``), ``nodeSelector`` (``{str: str}``)
+    and ``tolerations`` (a list of Kubernetes tolerations): the value of that field for task and
+    flow pods whose spec leaves it unset. A spec's value replaces the default whole (no merge).
+``FLOWPOD_OPERATOR_FLOW_SERVICE_ACCOUNT``
+    ServiceAccount of flow pods whose FlowRun names none (default ``flowpod-flow-runner``).
+``FLOWPOD_OPERATOR_TTL_SECONDS``
+    Default ``ttlSecondsAfterFinished`` of FlowRuns (whole seconds >= 0); unset keeps them.
+
+The operator process:
+
+``FLOWPOD_OPERATOR_NAMESPACES``
+    Namespaces to watch, comma-separated; empty: all.
+``FLOWPOD_OPERATOR_SUCCESS_EVENTS``
+    ``1``/``true``/``yes``: post Normal events for Completed/Cached too.
+``FLOWPOD_OPERATOR_API_WORKERS``
+    Threads making Kubernetes and S3 calls (whole number >= 1, default 16).
+
+A malformed value is a ``ValueError`` naming the variable (the CLI shows it as a usage error).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from flowpod._resources import ImagePullPolicy, ResourceRequirements
 
 __all__ = [
     "DEFAULT_CREDENTIALS_SECRET",
     "DEFAULT_FLOW_SERVICE_ACCOUNT",
     "DEFAULT_IMAGE",
+    "DEFAULT_RUN_AS_USER",
     "OperatorConfig",
+    "PodDefaults",
     "StorageDefaults",
 ]
 
 DEFAULT_IMAGE = "ghcr.io/flowpod/flowpod:latest"
 DEFAULT_CREDENTIALS_SECRET = "flowpod-s3"
 DEFAULT_FLOW_SERVICE_ACCOUNT = "flowpod-flow-runner"
+DEFAULT_RUN_AS_USER = 1000
+# Kubernetes validates runAsUser as a 32-bit signed value.
+_MAX_UID = 2**31 - 1
+_TRUE, _FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
+_JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
+class PodDefaults(BaseModel):
+    """Defaults for pod fields a run's spec leaves unset (``FLOWPOD_OPERATOR_POD_DEFAULTS``).
+
+    The fields and their types are those of the same fields of a TaskRun/FlowRun spec, so a
+    default is exactly what a spec could have said; keys are camelCase as in a spec.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    image_pull_policy: ImagePullPolicy | None = None
+    resources: ResourceRequirements | None = None
+    node_selector: dict[str, str] | None = None
+    tolerations: Annotated[list[dict[str, Any]], Field(max_length=64)] | None = None
+
+    @classmethod
+    def from_json(cls, text: str, *, source: str = "FLOWPOD_OPERATOR_POD_DEFAULTS") -> PodDefaults:
+        """Parse the JSON object ``text``; ValueError naming ``source`` and what is wrong."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{source} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"{source} must be a JSON object like {{\"imagePullPolicy\": \"IfNotPresent\"}}, "
+                f"got a JSON {_JSON_TYPES.get(type(data), type(data).__name__)}"
+            )
+        allowed = [str(info.alias) for info in cls.model_fields.values()]
+        unknown = sorted(str(key) for key in data if key not in allowed)
+        if unknown:
+            raise ValueError(
+                f"{source} has unknown key(s) {', '.join(map(repr, unknown))}; allowed: "
+                f"{', '.join(allowed)}"
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+                for error in exc.errors()
+            )
+            raise ValueError(f"{source} is invalid: {problems}") from None
 
 
 @dataclass(frozen=True)
@@ -43,6 +146,9 @@ class StorageDefaults:
     """Key in that Secret holding the access key id."""
     secret_access_key_key: str = "AWS_SECRET_ACCESS_KEY"
     """Key in that Secret holding the secret access key."""
+    create_bucket: bool = False
+    """Create ``bucket`` at start-up when it does not exist (``FLOWPOD_S3_CREATE_BUCKET``), e.g.
+    for a development MinIO; with the operator's own credentials."""
 
 
 @dataclass(frozen=True)
@@ -55,8 +161,11 @@ class OperatorConfig:
     """Storage used when a TaskRun has no ``spec.storage``."""
     namespaces: tuple[str, ...] = ()
     """Namespaces to watch (``FLOWPOD_OPERATOR_NAMESPACES``, comma-separated); empty: all."""
-    run_as_user: int = 1000
-    """The non-root uid task pods run as."""
+    run_as_user: int = DEFAULT_RUN_AS_USER
+    """The non-root uid task and flow pods run as (``FLOWPOD_OPERATOR_RUN_AS_USER``)."""
+    pod_defaults: PodDefaults = field(default_factory=PodDefaults)
+    """Pull policy, resources, node selector and tolerations of task and flow pods whose spec
+    leaves them unset (``FLOWPOD_OPERATOR_POD_DEFAULTS``); empty: Kubernetes' own defaults."""
     success_events: bool = False
     """Post Normal events for Completed/Cached too (``FLOWPOD_OPERATOR_SUCCESS_EVENTS=1``).
     Off by default: one more API write per TaskRun for a transition the status already shows;
@@ -65,7 +174,7 @@ class OperatorConfig:
     """Threads making Kubernetes and S3 calls (both clients are synchronous)."""
     flow_service_account: str = DEFAULT_FLOW_SERVICE_ACCOUNT
     """ServiceAccount of flow pods whose FlowRun names none
-    (``FLOWPOD_OPERATOR_FLOW_SERVICE_ACCOUNT``); see deploy/flow-runner-rbac.yaml."""
+    (``FLOWPOD_OPERATOR_FLOW_SERVICE_ACCOUNT``); the Helm chart creates it (flowRunner)."""
     ttl_seconds: int | None = None
     """Default ``ttlSecondsAfterFinished`` of FlowRuns (``FLOWPOD_OPERATOR_TTL_SECONDS``);
     None keeps finished FlowRuns."""
@@ -75,12 +184,20 @@ class OperatorConfig:
         """The configuration the environment describes (unset variables keep the defaults)."""
         env = os.environ if environ is None else environ
         secret = env.get("FLOWPOD_OPERATOR_CREDENTIALS_SECRET", DEFAULT_CREDENTIALS_SECRET)
+        bucket = env.get("FLOWPOD_S3_BUCKET", "").strip()
+        create_bucket = _flag(env, "FLOWPOD_S3_CREATE_BUCKET")
+        if create_bucket and not bucket:
+            raise ValueError(
+                "FLOWPOD_S3_CREATE_BUCKET is set but FLOWPOD_S3_BUCKET is not: name the bucket "
+                "to create"
+            )
         storage = StorageDefaults(
-            bucket=env.get("FLOWPOD_S3_BUCKET", "").strip(),
+            bucket=bucket,
             prefix=env.get("FLOWPOD_S3_PREFIX", ""),
             endpoint=env.get("FLOWPOD_S3_ENDPOINT") or None,
             region=env.get("FLOWPOD_S3_REGION") or None,
             credentials_secret=secret.strip() or None,
+            create_bucket=create_bucket,
         )
         namespaces = tuple(
             item.strip() for item in env.get("FLOWPOD_OPERATOR_NAMESPACES", "").split(",")
@@ -104,6 +221,7 @@ class OperatorConfig:
             ) from None
         if ttl is not None and ttl < 0:
             raise ValueError(f"FLOWPOD_OPERATOR_TTL_SECONDS must be >= 0, got {ttl}")
+        defaults_text = env.get("FLOWPOD_OPERATOR_POD_DEFAULTS", "").strip()
         return cls(
             flow_service_account=(env.get("FLOWPOD_OPERATOR_FLOW_SERVICE_ACCOUNT", "").strip()
                                   or DEFAULT_FLOW_SERVICE_ACCOUNT),
@@ -111,6 +229,36 @@ class OperatorConfig:
             default_image=env.get("FLOWPOD_OPERATOR_IMAGE", "").strip() or DEFAULT_IMAGE,
             storage=storage,
             namespaces=namespaces,
+            run_as_user=_run_as_user(env.get("FLOWPOD_OPERATOR_RUN_AS_USER", "").strip()),
+            pod_defaults=PodDefaults.from_json(defaults_text) if defaults_text else PodDefaults(),
             success_events=env.get("FLOWPOD_OPERATOR_SUCCESS_EVENTS", "0") in ("1", "true", "yes"),
             api_workers=workers,
         )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    text = env.get(name, "").strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{name} must be one of 1, true, yes, 0, false, no; got {env[name]!r}")
+
+
+def _run_as_user(text: str) -> int:
+    if not text:
+        return DEFAULT_RUN_AS_USER
+    try:
+        uid = int(text)
+    except ValueError:
+        raise ValueError(
+            f"FLOWPOD_OPERATOR_RUN_AS_USER must be a whole number (a uid), got {text!r}"
+        ) from None
+    if uid < 1:
+        raise ValueError(
+            f"FLOWPOD_OPERATOR_RUN_AS_USER must be >= 1, got {uid}: task and flow pods must run "
+            "as non-root (uid 0 is root)"
+        )
+    if uid > _MAX_UID:
+        raise ValueError(f"FLOWPOD_OPERATOR_RUN_AS_USER must be <= {_MAX_UID}, got {uid}")
+    return uid

@@ -5,20 +5,36 @@ One ``ResultStore`` per distinct storage location (bucket, prefix, endpoint, reg
 every TaskRun that points there. The operator reads with its own credentials (its environment's
 AWS chain); the Secret named in a spec is for the pods. The calls are blocking (boto3): the
 handlers run them in a worker thread.
+
+With ``FLOWPOD_S3_CREATE_BUCKET`` the operator also creates its default bucket: a daemon thread
+(``start_bucket_creator``) keeps trying with exponential backoff until the bucket exists, so a
+storage server that comes up after the operator neither blocks start-up nor needs a restart.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
 from flowpod._payloads import FlowOutcome, Outcome, read_flow_outcome, read_outcome
 from flowpod._resources import FlowRun, TaskRun
 from flowpod._store import CacheRecord, CacheStore, ResultStore
 from flowpod_operator.settings import OperatorConfig
 
-__all__ = ["StoreRegistry", "StorageLocation"]
+__all__ = [
+    "BucketOwner",
+    "StorageLocation",
+    "StoreRegistry",
+    "bucket_backoff",
+    "ensure_bucket_until_done",
+    "start_bucket_creator",
+]
+
+logger = logging.getLogger("flowpod.operator")
 
 StorageLocation = tuple[str, str, str | None, str | None]
 """(bucket, prefix, endpoint, region)."""
@@ -90,3 +106,75 @@ class StoreRegistry:
 
 # The operator only reads records, never takes the compute lock; CacheStore wants a folder anyway.
 _NO_LOCKS = Path("/nonexistent/flowpod-operator-locks")
+
+
+# -- creating the default bucket -------------------------------------------------------------------
+
+
+class BucketOwner(Protocol):
+    """What creating the bucket needs of a store (``S3ResultStore`` fits)."""
+
+    bucket: str
+
+    def ensure_bucket(self) -> bool: ...
+
+
+def bucket_backoff(first: float = 0.5, cap: float = 30.0) -> Iterator[float]:
+    """The waits between attempts: ``first``, doubling up to ``cap``, then ``cap`` forever."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * 2, cap)
+
+
+def ensure_bucket_until_done(store: BucketOwner, sleep: Callable[[float], object]) -> bool:
+    """Call ``store.ensure_bucket()`` until it succeeds; True when it created the bucket.
+
+    Every failure is logged as a WARNING with its reason, then ``sleep`` waits the next
+    ``bucket_backoff`` delay; there is no limit (the operator is useless without its bucket,
+    and the storage server may simply not be up yet).
+    """
+    delays = bucket_backoff()
+    while True:
+        try:
+            created = store.ensure_bucket()
+        except Exception as exc:  # noqa: BLE001 - any failure is retried, with its reason logged
+            delay = next(delays)
+            logger.warning("could not create bucket %s (%s); retrying in %.1f s",
+                           store.bucket, exc, delay)
+            sleep(delay)
+            continue
+        if created:
+            logger.info("created bucket %s", store.bucket)
+        return created
+
+
+def start_bucket_creator(
+    config: OperatorConfig,
+    factory: Callable[[StorageLocation], BucketOwner] | None = None,
+    sleep: Callable[[float], object] = time.sleep,
+) -> threading.Thread | None:
+    """With ``storage.create_bucket``, a started daemon thread creating the default bucket
+    (``ensure_bucket_until_done``); else None. It never blocks the caller."""
+    defaults = config.storage
+    if not defaults.create_bucket or not defaults.bucket:
+        return None
+    location = (defaults.bucket, defaults.prefix, defaults.endpoint, defaults.region)
+    make = factory or _bucket_store
+
+    def run() -> None:
+        try:
+            ensure_bucket_until_done(make(location), sleep)
+        except Exception:  # noqa: BLE001 - e.g. an invalid bucket name: say so, don't die silently
+            logger.exception("cannot create bucket %s", defaults.bucket)
+
+    thread = threading.Thread(target=run, name="flowpod-create-bucket", daemon=True)
+    thread.start()
+    return thread
+
+
+def _bucket_store(location: StorageLocation) -> BucketOwner:
+    from flowpod._s3store import S3ResultStore
+
+    bucket, prefix, endpoint, region = location
+    return S3ResultStore(bucket, prefix, endpoint_url=endpoint, region=region)

@@ -6,6 +6,10 @@ creates a FlowRun whose ``spec.code`` is that key; the operator starts a flow po
 The handle follows the FlowRun with a watch (``wait``), reports progress as task-run counts, and
 reads the flow's return value back from the store (``result``).
 
+Storage from ``FLOWPOD_S3_*`` is seen from two places (``storage_views``): this process uses
+``FLOWPOD_S3_ENDPOINT``, while the specs written into the cluster carry
+``FLOWPOD_S3_CLUSTER_ENDPOINT`` when that is set (pods reach S3 at another address).
+
 Every API call goes through ``flowpod._flowrun_api.FlowRunApi`` (the seam tests replace);
 pydantic, cloudpickle, boto3 and the kubernetes client are imported on first use.
 """
@@ -13,6 +17,7 @@ pydantic, cloudpickle, boto3 and the kubernetes client are imported on first use
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import string
@@ -21,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from flowpod._flowrun_api import FlowRunApi
@@ -30,15 +35,20 @@ if TYPE_CHECKING:
     from flowpod.flows import Flow
 
 __all__ = [
+    "CLUSTER_ENDPOINT_VAR",
     "FINAL_STATES",
     "FlowRunHandle",
+    "StorageViews",
     "flow_code_key",
     "flowrun_object_name",
     "progress_line",
+    "storage_views",
     "submit",
 ]
 
 FINAL_STATES = frozenset({"Completed", "Failed", "TimedOut", "Crashed", "Cancelled"})
+# The S3 endpoint as pods reach it, when this machine reaches it elsewhere (see storage_views).
+CLUSTER_ENDPOINT_VAR = "FLOWPOD_S3_CLUSTER_ENDPOINT"
 _NAME_CHARS = re.compile(r"[^a-z0-9-]+")
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -81,6 +91,7 @@ def progress_line(obj: Mapping[str, Any]) -> str:
 
 
 def _storage_spec(storage: StorageSpec | Mapping[str, Any] | None) -> StorageSpec | None:
+    """``storage`` as a StorageSpec; None: ``FLOWPOD_S3_*`` as this process reaches it."""
     from flowpod._resources import StorageSpec
     from flowpod.kubernetes import _storage_from_env
 
@@ -88,6 +99,53 @@ def _storage_spec(storage: StorageSpec | Mapping[str, Any] | None) -> StorageSpe
     if raw is None or isinstance(raw, StorageSpec):
         return raw
     return StorageSpec.model_validate(dict(raw))
+
+
+class StorageViews(NamedTuple):
+    """One storage location seen from two places."""
+
+    spec: StorageSpec | None
+    """What FlowRun/TaskRun specs carry: how the pods reach it (None: the operator's default)."""
+    local: StorageSpec | None
+    """What this process's own ``S3ResultStore`` uses."""
+
+
+def storage_views(storage: StorageSpec | Mapping[str, Any] | None) -> StorageViews:
+    """The spec's and this process's view of ``storage`` (None: from ``FLOWPOD_S3_*``).
+
+    Explicit storage is one location reached the same way from everywhere. Storage from the
+    environment is how *this* machine reaches S3 (``FLOWPOD_S3_ENDPOINT``, e.g. a kind node port
+    on localhost); when pods reach it at another address, ``FLOWPOD_S3_CLUSTER_ENDPOINT`` (e.g.
+    the in-cluster service) replaces the endpoint in what is written into the cluster. This is
+    the one place that override happens.
+    """
+    local = _storage_spec(storage)
+    cluster_endpoint = os.environ.get(CLUSTER_ENDPOINT_VAR, "").strip()
+    if storage is not None or local is None or not cluster_endpoint:
+        return StorageViews(local, local)
+    from pydantic import ValidationError
+
+    from flowpod._resources import StorageSpec
+    from flowpod.exceptions import ConfigurationError
+
+    try:
+        spec = StorageSpec.model_validate({**local.to_wire(), "endpoint": cluster_endpoint})
+    except ValidationError:
+        raise ConfigurationError(
+            f"{CLUSTER_ENDPOINT_VAR} must be an http:// or https:// URL (the S3 endpoint as pods "
+            f"in the cluster reach it), got {cluster_endpoint!r}"
+        ) from None
+    return StorageViews(spec, local)
+
+
+def _local_storage(run_storage: Mapping[str, Any] | None) -> StorageSpec | None:
+    """This process's view of a run's ``spec.storage``: the environment's own when the run
+    carries the environment's storage (as ``storage_views`` wrote it), else the run's."""
+    env = storage_views(None)
+    if run_storage is None:
+        return env.local
+    written = _storage_spec(run_storage)
+    return env.local if env.local is not None and written == env.spec else written
 
 
 def _env_list(env: Sequence[Mapping[str, Any]] | Mapping[str, str] | None) -> list[Any] | None:
@@ -199,9 +257,11 @@ def submit(
     """Run ``flow`` on the cluster as a FlowRun; returns a handle (waited on when ``wait``).
 
     The flow is pickled by value to the result store (``storage``, default ``FLOWPOD_S3_*``;
-    ``store`` overrides this process's view of it). ``image`` runs the flow pod and, unless the
-    flow's task runner says otherwise, its task pods; it must have the flow's dependencies and
-    flowpod. ``env`` is added to the flow pod. Parameters must be JSON values.
+    ``store`` overrides this process's view of it; with storage from the environment the
+    FlowRun gets ``FLOWPOD_S3_CLUSTER_ENDPOINT`` as its endpoint when that is set). ``image``
+    runs the flow pod and, unless the flow's task runner says otherwise, its task pods; it must
+    have the flow's dependencies and flowpod. ``env`` is added to the flow pod. Parameters must
+    be JSON values.
     """
     from flowpod._flowrun_api import FlowRunApi
     from flowpod._resources import FlowRunSpec
@@ -212,9 +272,9 @@ def submit(
     params = _check_parameters(flow, parameters or {})
     api = api or FlowRunApi(kubeconfig, context)
     namespace = namespace or api.default_namespace()
-    spec_storage = _storage_spec(storage)
+    views = storage_views(storage)
     if store is None:
-        if spec_storage is None:
+        if views.local is None:
             from flowpod.exceptions import ConfigurationError
 
             raise ConfigurationError(
@@ -225,7 +285,7 @@ def submit(
             )
         from flowpod._s3store import S3ResultStore
 
-        store = S3ResultStore.from_storage(spec_storage)
+        store = S3ResultStore.from_storage(views.local)
     run_name = name or flowrun_object_name(flow.name)
     delay = flow.retry_delay_seconds
     spec = FlowRunSpec.model_validate({
@@ -234,7 +294,7 @@ def submit(
         "parameters": params,
         "image": image,
         "env": _env_list(env),
-        "storage": spec_storage,
+        "storage": views.spec,
         "serviceAccountName": service_account_name,
         "retries": int(flow.retries or 0),
         "retryDelaySeconds": [float(delay)] if delay else [],
@@ -348,8 +408,7 @@ class FlowRunHandle:
 
     def _result_store(self) -> ResultStore:
         if self._store is None:
-            spec = self.refresh().get("spec", {}).get("storage")
-            storage = _storage_spec(spec)
+            storage = _local_storage(self.refresh().get("spec", {}).get("storage"))
             if storage is None:
                 from flowpod.exceptions import ConfigurationError
 

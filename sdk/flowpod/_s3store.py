@@ -102,6 +102,11 @@ def _client_error_parts(exc: BaseException) -> tuple[str, int] | None:
     return code, status
 
 
+def _error_code(exc: BaseException) -> str:
+    parts = _client_error_parts(exc)
+    return parts[0] if parts else ""
+
+
 def _is_transient(exc: BaseException) -> bool:
     from botocore import exceptions as bex
 
@@ -306,6 +311,61 @@ class S3ResultStore(ResultStore):
 
     def _missing(self, key: str) -> ResultNotFound:
         return ResultNotFound(f"no object stored under {key!r} in {self._where(key)}")
+
+    # -- the bucket -----------------------------------------------------------------------------
+
+    def ensure_bucket(self) -> bool:
+        """Create the bucket when it does not exist; True when this call created it.
+
+        One attempt, no retries (the caller decides how long to keep trying): HeadBucket, and on
+        "not found" CreateBucket (in ``region`` when that is not us-east-1). A bucket created
+        meanwhile by another client with the same owner (BucketAlreadyOwnedByYou) counts as
+        existing. S3StoreUnavailable when the endpoint does not answer, S3StoreError when it
+        refuses.
+        """
+        from botocore import exceptions as bex
+
+        failures = (bex.ClientError, bex.BotoCoreError, OSError)
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+            return False
+        except failures as exc:
+            if _error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                raise self._bucket_failure("check", exc) from exc
+        options: dict[str, Any] = {}
+        if self.region and self.region != "us-east-1":
+            # us-east-1 is S3's default location and refuses an explicit constraint.
+            options["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        try:
+            self.client.create_bucket(Bucket=self.bucket, **options)
+        except failures as exc:
+            if _error_code(exc) == "BucketAlreadyOwnedByYou":
+                return False
+            raise self._bucket_failure("create", exc) from exc
+        return True
+
+    def _bucket_failure(self, action: str, exc: Exception) -> S3StoreError:
+        from botocore import exceptions as bex
+
+        where = f"bucket {self.bucket!r} at {self._endpoint_label()}"
+        if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
+            return S3StoreError(
+                f"no usable S3 credentials to {action} {where}: {exc}. Set AWS_ACCESS_KEY_ID "
+                "and AWS_SECRET_ACCESS_KEY (or an AWS profile/role)"
+            )
+        if _is_transient(exc):
+            return S3StoreUnavailable(
+                f"could not {action} {where}: {exc}. Check that the S3 server is running and "
+                "reachable from here, and the endpoint URL (FLOWPOD_S3_ENDPOINT)"
+            )
+        code, status = _client_error_parts(exc) or ("", 0)
+        if code in _CREDENTIAL_CODES:
+            hint = "the credentials were refused, or the bucket belongs to another account"
+        elif code == "BucketAlreadyExists":
+            hint = "another account owns a bucket of that name: choose another name"
+        else:
+            hint = f"the server answered {code or 'an error'} (HTTP {status})"
+        return S3StoreError(f"could not {action} {where}: {hint}. ({exc})")
 
     # -- ResultStore ----------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flowpod._flowrun_submit import FlowRunHandle, submit
+from flowpod._flowrun_submit import FlowRunHandle, StorageViews, storage_views, submit
 from flowpod._labels import FLOWRUN_LABEL, RUNNER_LABEL, TASK_LABEL, label_value
 from flowpod._taskrun_api import TaskRunApi, WatchExpired
 from flowpod.futures import FlowpodFuture
@@ -127,6 +127,7 @@ class KubernetesTaskFuture(FlowpodFuture[R]):
 
 
 def _storage_from_env() -> dict[str, Any] | None:
+    """``FLOWPOD_S3_*`` as this process reaches S3 (``storage_views`` makes the pods' view)."""
     bucket = os.environ.get("FLOWPOD_S3_BUCKET", "").strip()
     if not bucket:
         return None
@@ -160,7 +161,9 @@ class KubernetesTaskRunner(TaskRunner):
     pod's own). image: the task pods' image (default: the operator's). storage: the S3 storage
     (a ``StorageSpec`` or a dict with bucket, prefix, endpoint, region, credentialsSecret; default
     from ``FLOWPOD_S3_*``); this process writes payloads and reads results there with boto3's
-    credential chain. env, resources, service_account_name, node_selector, tolerations,
+    credential chain; with storage from the environment, ``FLOWPOD_S3_CLUSTER_ENDPOINT`` (when
+    set) is the endpoint written into the TaskRuns, for pods that reach S3 at another address
+    than this process does. env, resources, service_account_name, node_selector, tolerations,
     image_pull_policy: copied to every TaskRun's pod settings. kubeconfig / context: which
     cluster. store: this process's own view of the same bucket, when it reaches S3 at another
     address than the pods do (an in-cluster endpoint vs. a port-forward), or for tests. api:
@@ -221,8 +224,7 @@ class KubernetesTaskRunner(TaskRunner):
         self._lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
-        self._storage_spec: StorageSpec | None = None
-        self._storage_checked = False
+        self._storage_views: StorageViews | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Threads, locks and clients stay behind; the copy starts fresh where it lands.
@@ -264,24 +266,22 @@ class KubernetesTaskRunner(TaskRunner):
             self._resolved_namespace = self.api.default_namespace()
         return self._resolved_namespace
 
-    def storage_spec(self) -> StorageSpec | None:
-        """The TaskRuns' ``spec.storage``: the given storage, else ``FLOWPOD_S3_*``, else None
-        (the operator's default storage; then ``store=`` must point at the same place)."""
-        if not self._storage_checked:
-            from flowpod._resources import StorageSpec
+    def _views(self) -> StorageViews:
+        if self._storage_views is None:
+            self._storage_views = storage_views(self.storage)
+        return self._storage_views
 
-            raw = self.storage if self.storage is not None else _storage_from_env()
-            if raw is None or isinstance(raw, StorageSpec):
-                self._storage_spec = raw
-            else:
-                self._storage_spec = StorageSpec.model_validate(dict(raw))
-            self._storage_checked = True
-        return self._storage_spec
+    def storage_spec(self) -> StorageSpec | None:
+        """The TaskRuns' ``spec.storage``: the given storage, else ``FLOWPOD_S3_*`` (with
+        ``FLOWPOD_S3_CLUSTER_ENDPOINT`` as the endpoint when set), else None (the operator's
+        default storage; then ``store=`` must point at the same place)."""
+        return self._views().spec
 
     def result_store(self) -> ResultStore:
-        """Where this process writes payloads and reads results."""
+        """Where this process writes payloads and reads results (``FLOWPOD_S3_ENDPOINT`` when
+        the storage comes from the environment)."""
         if self._store is None:
-            spec = self.storage_spec()
+            spec = self._views().local
             if spec is None:
                 from flowpod.exceptions import ConfigurationError
 

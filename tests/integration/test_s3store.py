@@ -310,3 +310,31 @@ def test_an_outage_longer_than_the_budget_names_endpoint_and_bucket(
     message = str(info.value)
     assert endpoint in message and repr(s3.bucket) in message
     assert "Check that the S3 server is running" in message
+
+
+def test_ensure_bucket_creates_a_missing_bucket_once(s3: S3Settings, s3_client: Any) -> None:
+    bucket = f"flowpod-ensure-{uuid.uuid4().hex[:12]}"
+    store = S3ResultStore(
+        bucket, "tests", endpoint_url=s3.endpoint, region=s3.region,
+        access_key_id=s3.access_key_id, secret_access_key=s3.secret_access_key,
+    )
+    try:
+        assert store.ensure_bucket() is True
+        s3_client.head_bucket(Bucket=bucket)  # really there, seen by another client
+        assert store.ensure_bucket() is False
+        store.put("runs/ns/fr/result", b"in the new bucket")
+        assert store.get("runs/ns/fr/result") == b"in the new bucket"
+    finally:
+        remove_bucket(s3_client, bucket)
+
+
+def remove_bucket(client: Any, bucket: str) -> None:
+    from botocore.exceptions import ClientError
+
+    try:
+        listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+    except ClientError:
+        return  # never created: nothing to clean up (and the test's own failure stands)
+    for obj in listed:
+        client.delete_object(Bucket=bucket, Key=obj["Key"])
+    client.delete_bucket(Bucket=bucket)

@@ -1,14 +1,16 @@
-"""Pod manifests the operator creates: golden-style checks of the whole object and its variants."""
+"""Pod manifests the operator creates: golden-style checks of the whole object and its variants,
+and the operator settings (``OperatorConfig.from_env``) that shape them."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from flowpod._resources import TaskRun
-from flowpod_operator.pods import label_value, pod_manifest, pod_name
-from flowpod_operator.settings import OperatorConfig, StorageDefaults
+from flowpod._resources import FlowRun, ImagePullPolicy, TaskRun
+from flowpod_operator.pods import flow_pod_manifest, label_value, pod_manifest, pod_name
+from flowpod_operator.settings import OperatorConfig, PodDefaults, StorageDefaults
 
 CONFIG = OperatorConfig(
     default_image="registry.example/flowpod:1",
@@ -145,3 +147,163 @@ def test_config_from_env() -> None:
     assert OperatorConfig.from_env({}).storage.credentials_secret == "flowpod-s3"
     with pytest.raises(ValueError, match="FLOWPOD_OPERATOR_API_WORKERS"):
         OperatorConfig.from_env({"FLOWPOD_OPERATOR_API_WORKERS": "many"})
+
+
+# -- FLOWPOD_OPERATOR_RUN_AS_USER -----------------------------------------------------------------
+
+
+def test_run_as_user_from_env_reaches_task_and_flow_pods() -> None:
+    config = OperatorConfig.from_env({"FLOWPOD_OPERATOR_RUN_AS_USER": " 4242 "})
+    assert config.run_as_user == 4242
+    assert OperatorConfig.from_env({}).run_as_user == 1000
+    assert OperatorConfig.from_env({"FLOWPOD_OPERATOR_RUN_AS_USER": ""}).run_as_user == 1000
+    for manifest in (pod_manifest(taskrun(), 1, config), flow_pod_manifest(flowrun(), 1, config)):
+        assert manifest["spec"]["securityContext"] == {"runAsNonRoot": True, "runAsUser": 4242}
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [("root", "whole number"), ("1.5", "whole number"), ("0", "non-root"), ("-3", "non-root"),
+     (str(2**31), "<= 2147483647")],
+)
+def test_bad_run_as_user_is_refused(raw: str, fragment: str) -> None:
+    with pytest.raises(ValueError) as info:
+        OperatorConfig.from_env({"FLOWPOD_OPERATOR_RUN_AS_USER": raw})
+    assert "FLOWPOD_OPERATOR_RUN_AS_USER" in str(info.value) and fragment in str(info.value)
+
+
+# -- FLOWPOD_OPERATOR_POD_DEFAULTS ----------------------------------------------------------------
+
+POD_DEFAULTS = {
+    "imagePullPolicy": "Always",
+    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
+    "nodeSelector": {"pool": "batch"},
+    "tolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
+}
+
+
+def defaults_config(value: Any = POD_DEFAULTS) -> OperatorConfig:
+    return OperatorConfig.from_env({"FLOWPOD_OPERATOR_POD_DEFAULTS": json.dumps(value)})
+
+
+def flowrun(**spec: Any) -> FlowRun:
+    return FlowRun.from_object({
+        "apiVersion": "flowpod.dev/v1alpha1", "kind": "FlowRun",
+        "metadata": {"name": "etl", "namespace": "ns", "uid": "uid-2"},
+        "spec": {"entrypoint": "pkg.flows:etl", **spec},
+    })
+
+
+def test_pod_defaults_parse_into_the_spec_types() -> None:
+    defaults = defaults_config().pod_defaults
+    assert defaults.image_pull_policy is ImagePullPolicy.ALWAYS
+    assert defaults.resources is not None
+    assert defaults.resources.requests == {"cpu": "100m", "memory": "128Mi"}
+    assert defaults.resources.limits == {"memory": "1Gi"}
+    assert defaults.node_selector == {"pool": "batch"}
+    assert defaults.tolerations == POD_DEFAULTS["tolerations"]
+    partial = defaults_config({"imagePullPolicy": "Never"}).pod_defaults
+    assert partial.image_pull_policy is ImagePullPolicy.NEVER and partial.resources is None
+    for unset in ({}, {"FLOWPOD_OPERATOR_POD_DEFAULTS": " "},
+                  {"FLOWPOD_OPERATOR_POD_DEFAULTS": "{}"}):
+        assert OperatorConfig.from_env(unset).pod_defaults == PodDefaults()
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragments"),
+    [
+        ("{imagePullPolicy: Always}", ["not valid JSON"]),
+        ('["Always"]', ["must be a JSON object", "got a JSON array"]),
+        ('"Always"', ["must be a JSON object", "got a JSON string"]),
+        ("null", ["must be a JSON object", "got a JSON null"]),
+        ('{"image": "x:1", "imagePullPolicy": "Always"}',
+         ["unknown key(s) 'image'", "allowed: imagePullPolicy, resources, nodeSelector"]),
+        ('{"image_pull_policy": "Always"}', ["unknown key(s) 'image_pull_policy'"]),
+        ('{"imagePullPolicy": "Sometimes"}', ["imagePullPolicy", "'IfNotPresent'"]),
+        ('{"resources": {"limits": {"memory": "1Gi"}, "maximum": {}}}', ["resources.maximum"]),
+        ('{"resources": ["1Gi"]}', ["resources"]),
+        ('{"nodeSelector": {"pool": 3}}', ["nodeSelector.pool", "string"]),
+        ('{"tolerations": {"key": "batch"}}', ["tolerations", "list"]),
+    ],
+)
+def test_bad_pod_defaults_name_the_variable_and_the_problem(
+    raw: str, fragments: list[str]
+) -> None:
+    with pytest.raises(ValueError) as info:
+        OperatorConfig.from_env({"FLOWPOD_OPERATOR_POD_DEFAULTS": raw})
+    message = str(info.value)
+    assert message.startswith("FLOWPOD_OPERATOR_POD_DEFAULTS")
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_pod_defaults_fill_what_the_spec_leaves_unset() -> None:
+    config = defaults_config()
+    for manifest in (pod_manifest(taskrun(), 1, config), flow_pod_manifest(flowrun(), 1, config)):
+        spec = manifest["spec"]
+        (container,) = spec["containers"]
+        assert container["imagePullPolicy"] == "Always"
+        assert container["resources"] == POD_DEFAULTS["resources"]
+        assert spec["nodeSelector"] == {"pool": "batch"}
+        assert spec["tolerations"] == POD_DEFAULTS["tolerations"]
+    # Without defaults nothing is added: Kubernetes' own defaults apply.
+    plain = pod_manifest(taskrun(), 1, CONFIG)
+    assert "imagePullPolicy" not in plain["spec"]["containers"][0]
+    assert "resources" not in plain["spec"]["containers"][0]
+    assert "nodeSelector" not in plain["spec"] and "tolerations" not in plain["spec"]
+
+
+def test_a_spec_value_replaces_the_pod_default_whole() -> None:
+    config = defaults_config()
+    own = {
+        "imagePullPolicy": "IfNotPresent",
+        "resources": {"limits": {"cpu": "2"}},
+        "nodeSelector": {"gpu": "yes"},
+        "tolerations": [{"key": "gpu", "operator": "Exists"}],
+    }
+    for manifest in (pod_manifest(taskrun(**own), 1, config),
+                     flow_pod_manifest(flowrun(**own), 1, config)):
+        spec = manifest["spec"]
+        (container,) = spec["containers"]
+        assert container["imagePullPolicy"] == "IfNotPresent"
+        assert container["resources"] == {"limits": {"cpu": "2"}}  # no requests merged in
+        assert spec["nodeSelector"] == {"gpu": "yes"}  # no "pool" merged in
+        assert spec["tolerations"] == [{"key": "gpu", "operator": "Exists"}]
+    # One field set in the spec, the others still from the defaults.
+    mixed = pod_manifest(taskrun(nodeSelector={"gpu": "yes"}), 1, config)
+    assert mixed["spec"]["nodeSelector"] == {"gpu": "yes"}
+    assert mixed["spec"]["containers"][0]["imagePullPolicy"] == "Always"
+    # An explicitly empty value is a value: it clears the default.
+    cleared = pod_manifest(taskrun(tolerations=[], nodeSelector={}), 1, config)
+    assert "tolerations" not in cleared["spec"] and "nodeSelector" not in cleared["spec"]
+
+
+def test_pod_manifests_do_not_share_the_defaults_objects() -> None:
+    config = defaults_config()
+    first = pod_manifest(taskrun(), 1, config)
+    first["spec"]["nodeSelector"]["pool"] = "changed"
+    first["spec"]["tolerations"][0]["key"] = "changed"
+    second = pod_manifest(taskrun(), 2, config)
+    assert second["spec"]["nodeSelector"] == {"pool": "batch"}
+    assert second["spec"]["tolerations"] == POD_DEFAULTS["tolerations"]
+
+
+# -- FLOWPOD_S3_CREATE_BUCKET ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", True), ("true", True), ("YES", True), (" True ", True), ("0", False),
+     ("false", False), ("no", False), ("", False)],
+)
+def test_create_bucket_flag(raw: str, expected: bool) -> None:
+    config = OperatorConfig.from_env({"FLOWPOD_S3_BUCKET": "b", "FLOWPOD_S3_CREATE_BUCKET": raw})
+    assert config.storage.create_bucket is expected
+    assert OperatorConfig.from_env({"FLOWPOD_S3_BUCKET": "b"}).storage.create_bucket is False
+
+
+def test_create_bucket_flag_errors() -> None:
+    with pytest.raises(ValueError, match="FLOWPOD_S3_CREATE_BUCKET must be one of"):
+        OperatorConfig.from_env({"FLOWPOD_S3_BUCKET": "b", "FLOWPOD_S3_CREATE_BUCKET": "maybe"})
+    with pytest.raises(ValueError, match="FLOWPOD_S3_BUCKET is not"):
+        OperatorConfig.from_env({"FLOWPOD_S3_CREATE_BUCKET": "1"})
