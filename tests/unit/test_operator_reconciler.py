@@ -189,7 +189,9 @@ def test_retry_waits_in_the_shared_scheduler_then_creates_the_next_pod() -> None
         await until(lambda: ("Warning", "AwaitingRetry") in api.events)  # posted in background
         await until(lambda: api.creates == ["d-1", "d-2"])
         assert time.monotonic() - started >= 0.15
-        assert state(api, "d") == "Retrying" and api.taskruns["d"]["status"]["attempt"] == 2
+        # The pod is created before the status patch lands: wait for it rather than race it.
+        await until(lambda: state(api, "d") == "Retrying")
+        assert api.taskruns["d"]["status"]["attempt"] == 2
 
     run(scenario)
 

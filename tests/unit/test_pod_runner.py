@@ -285,3 +285,41 @@ def test_no_store_configured_is_a_usage_error(tmp_path: Path) -> None:
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2
     assert "no result store configured: set FLOWPOD_S3_BUCKET" in proc.stdout
+
+
+@task
+def waits_for_a_signal(marker: str) -> str:
+    Path(marker).write_text("started")
+    time.sleep(120)
+    return "never"
+
+
+def test_sigterm_ends_the_pod_at_once_and_keeps_its_log(store: LocalResultStore,
+                                                        tmp_path: Path) -> None:
+    # In a container the pod's program is PID 1, which ignores signals it has no handler for;
+    # the handler makes a deleted or cancelled pod stop now rather than at SIGKILL.
+    from flowpod._payloads import log_key
+
+    marker = tmp_path / "started"
+    name = submit(store, waits_for_a_signal, {"marker": str(marker)}, "waits-0")
+    env = {**os.environ, "FLOWPOD_STORE_PATH": str(store.root)}
+    proc = subprocess.Popen([sys.executable, "-m", "flowpod.pod", "task", f"{NS}/{name}",
+                             "--attempt", "1"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "the task never started"
+            time.sleep(0.02)
+        signalled = time.monotonic()
+        proc.terminate()
+        output, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, output
+    assert time.monotonic() - signalled < 10
+    uploaded = store.get(log_key(NS, name, 1)).decode()
+    assert "received SIGTERM" in uploaded
+    assert read_outcome(store, NS, name, 1) is None  # the attempt was not judged by the pod

@@ -11,6 +11,11 @@ command line or the store configuration is wrong, and no outcome could be writte
 
 Whatever the pod prints (stdout and stderr) is also kept and uploaded at exit to
 ``runs/<ns>/<name>/log-<attempt>.txt``, so ``flowpod logs`` works after the pod is gone.
+
+SIGTERM (the pod deleted, cancelled, or past its deadline) ends the process at once with exit
+code 143 after uploading the log so far. The handler is needed, not a nicety: in a container this
+program is PID 1, and the kernel ignores signals PID 1 has no handler for, so without it every
+deleted pod would wait out its grace period until SIGKILL.
 """
 
 from __future__ import annotations
@@ -19,11 +24,12 @@ import argparse
 import io
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from flowpod._store import ResultStore
@@ -36,6 +42,7 @@ STORE_PATH_VAR = "FLOWPOD_STORE_PATH"
 EXIT_COMPLETED = 0
 EXIT_NOT_COMPLETED = 1
 EXIT_USAGE = 2
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 class PodConfigurationError(Exception):
@@ -127,6 +134,24 @@ def _upload_log(store: ResultStore, namespace: str, name: str, attempt: int,
         sys.__stderr__.write(f"flowpod: could not upload the pod's log: {exc}\n")  # type: ignore[union-attr]
 
 
+def _exit_on_sigterm(store: ResultStore, namespace: str, name: str, attempt: int,
+                     copy: io.StringIO) -> Any:
+    """On SIGTERM: note it, upload the log so far, and exit 143 without unwinding the attempt
+    (the operator judges it from the pod's status, as it would a process the signal killed).
+    Returns the handler it replaced (None: one not set from Python), or False when it set none."""
+
+    def terminated(signum: int, frame: object) -> None:
+        logging.getLogger("flowpod.pod").warning(
+            "received SIGTERM (pod deleted, run cancelled or deadline exceeded): stopping")
+        _upload_log(store, namespace, name, attempt, copy)
+        sys.__stdout__.flush()  # type: ignore[union-attr]
+        os._exit(EXIT_TERMINATED)
+
+    if threading.current_thread() is not threading.main_thread():
+        return False  # signal handlers can only be set from the main thread
+    return signal.signal(signal.SIGTERM, terminated)
+
+
 def _log_to_stdout() -> None:
     """flowpod's console handler, on stdout: a pod's stdout is what ``kubectl logs`` shows."""
     from flowpod.logging import RunFormatter, setup_logging
@@ -162,6 +187,7 @@ def _main(args: argparse.Namespace, copy: io.StringIO) -> int:
     except PodConfigurationError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
+    previous = _exit_on_sigterm(store, namespace, name, args.attempt, copy)
     try:
         if args.command == "flow":
             from flowpod.pod._flow import run_flow
@@ -172,5 +198,7 @@ def _main(args: argparse.Namespace, copy: io.StringIO) -> int:
 
             completed = run_task(store, namespace, name, args.attempt).completed
     finally:
+        if previous is not False:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
         _upload_log(store, namespace, name, args.attempt, copy)
     return EXIT_COMPLETED if completed else EXIT_NOT_COMPLETED
