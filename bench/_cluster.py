@@ -35,6 +35,25 @@ def kubectl(info: dict[str, Any], *args: str, input: str | None = None) -> str:
     return proc.stdout
 
 
+def apply_chart_rbac(info: dict[str, Any], run_namespace: str | None = None) -> None:
+    """The Helm chart's operator ServiceAccount and RBAC (release ``flowpod`` in
+    ``flowpod-system``) and, given a run namespace, its flow-runner account and binding there."""
+    chart = str(ROOT / "charts" / "flowpod")
+    ns = kubectl(info, "create", "namespace", "flowpod-system", "--dry-run=client", "-o", "yaml")
+    kubectl(info, "apply", "-f", "-", input=ns)
+    args = [info["binaries"]["helm"], "template", "flowpod", chart, "-n", "flowpod-system",
+            "--kube-version", info["versions"]["kubernetes"],
+            "--show-only", "templates/operator-rbac.yaml"]
+    if run_namespace:
+        args += ["--show-only", "templates/flow-runner-rbac.yaml",
+                 "--set-json", f'runNamespaces=["{run_namespace}"]']
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise SystemExit(f"helm template failed: {proc.stderr}")
+    kubectl(info, "apply", "--server-side", "--force-conflicts", "--field-manager=bench",
+            "-f", "-", input=proc.stdout)
+
+
 def wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll ``predicate`` until it holds; exit the benchmark after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -2,10 +2,9 @@
 
     python bench/flowrun_overhead.py [--tasks 1000] [--direct-tasks 1000] [--rounds 3] [--json]
 
-Starts ``flowpod-operator`` as a subprocess (as its ServiceAccount, RBAC from
-deploy/operator-rbac.yaml) watching a fresh namespace that also gets the flow-runner RBAC of
-deploy/flow-runner-rbac.yaml and the S3 secret, then measures with real pods (the node agent runs
-each pod as a local Python process):
+Starts ``flowpod-operator`` as a subprocess (as its ServiceAccount, with the Helm
+chart's RBAC) watching a fresh namespace that also gets the chart's flow-runner RBAC and the S3
+secret, then measures with real pods (the node agent runs each pod as a local Python process):
 
 (a) submitted tasks: a FlowRun, created with ``flowpod.kubernetes.submit(..., wait=True)``, whose
     flow ``.submit()``s N trivial tasks (each a TaskRun and its own pod). Wall time is from the
@@ -35,14 +34,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
-from _cluster import cluster_info, kubectl, wait
+from _cluster import apply_chart_rbac, cluster_info, kubectl, wait
 
 from flowpod import flow, task
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNNER_RBAC = ROOT / "deploy" / "flow-runner-rbac.yaml"
-FLOW_RUNNER_SA = "flowpod-flow-runner"
 DIRECT_TARGET_RATIO = 2.0
 
 
@@ -103,21 +99,13 @@ class Cluster:
     def setup(self) -> None:
         info, ns = self.info, self.namespace
         kubectl(info, "apply", "-f", str(ROOT / "crds"))
-        kubectl(info, "apply", "-f", str(ROOT / "deploy" / "operator-rbac.yaml"))
         kubectl(info, "create", "namespace", ns)
         s3 = info["s3"]
         kubectl(info, "create", "secret", "generic", "flowpod-s3", "-n", ns,
                  f"--from-literal=AWS_ACCESS_KEY_ID={s3['access_key_id']}",
                  f"--from-literal=AWS_SECRET_ACCESS_KEY={s3['secret_access_key']}")
-        # The flow pods' identity: the file's ClusterRole, bound in this namespace only.
-        docs = [doc for doc in yaml.safe_load_all(RUNNER_RBAC.read_text()) if doc]
-        roles = [doc for doc in docs if doc.get("kind") == "ClusterRole"]
-        kubectl(info, "apply", "-f", "-", input=yaml.safe_dump_all(roles))
-        kubectl(info, "create", "serviceaccount", FLOW_RUNNER_SA, "-n", ns)
-        for role in roles:
-            role_name = role["metadata"]["name"]
-            kubectl(info, "create", "rolebinding", f"{role_name}-binding", "-n", ns,
-                     f"--clusterrole={role_name}", f"--serviceaccount={ns}:{FLOW_RUNNER_SA}")
+        # The chart's operator RBAC, and its flow-runner identity bound in this namespace only.
+        apply_chart_rbac(info, run_namespace=ns)
         token = kubectl(info, "create", "token", "flowpod-operator", "-n", "flowpod-system",
                          "--duration=2h").strip()
         kubeconfig = self.tmp / "kubeconfig"

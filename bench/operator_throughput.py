@@ -3,8 +3,8 @@
     python bench/operator_throughput.py [--count 1000] [--cache-count 1000] [--rate R]
                                         [--real] [--json]
 
-Starts ``flowpod-operator`` as a subprocess (as its ServiceAccount, RBAC from
-deploy/operator-rbac.yaml) watching a fresh namespace, then measures:
+Starts ``flowpod-operator`` as a subprocess (as its ServiceAccount, with the Helm chart's RBAC)
+watching a fresh namespace, then measures:
 
 - pod created: from the moment the TaskRun create call returned to the moment the pod's ADDED
   event reached this process (so the figure includes watch delivery), p50/p99;
@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _cluster import cluster_info, kubectl, wait
+from _cluster import apply_chart_rbac, cluster_info, kubectl, wait
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "flowpod.dev", "v1alpha1", "taskruns"
@@ -97,7 +97,7 @@ class Bench:
 
     def setup(self) -> None:
         kubectl(self.info, "apply", "-f", str(ROOT / "crds"))
-        kubectl(self.info, "apply", "-f", str(ROOT / "deploy" / "operator-rbac.yaml"))
+        apply_chart_rbac(self.info)
         kubectl(self.info, "create", "namespace", self.namespace)
         s3 = self.info["s3"]
         kubectl(

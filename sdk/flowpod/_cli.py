@@ -288,26 +288,30 @@ def config_view(descriptions: bool) -> None:
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Directory of the CRD files (default: crds/ of this checkout).",
+    help="Directory of the CRD files (default: crds/ of this checkout and the Helm "
+    "chart's copy in charts/flowpod/files/crds/).",
 )
 def crds(check: bool, out_dir: Path | None) -> None:
     """Generate the TaskRun and FlowRun CRD YAML from the pydantic models."""
     from flowpod import _crdgen
 
-    out = out_dir if out_dir is not None else _crdgen.default_output_dir()
+    outs = [out_dir] if out_dir is not None else _crdgen.default_output_dirs()
     if check:
-        problems = _crdgen.check_crds(out)
+        problems = [problem for out in outs for problem in _crdgen.check_crds(out)]
         for problem in problems:
             click.echo(problem, err=True)
         if problems:
-            raise click.ClickException(f"{out} is stale: regenerate it with `flowpod crds`.")
-        click.echo(f"{out}: up to date")
+            where = " and ".join(str(out) for out in outs)
+            raise click.ClickException(f"{where} is stale: regenerate it with `flowpod crds`.")
+        for out in outs:
+            click.echo(f"{out}: up to date")
         return
-    changed = _crdgen.write_crds(out)
-    for path in changed:
-        click.echo(f"wrote {path}")
-    if not changed:
-        click.echo(f"{out}: up to date")
+    for out in outs:
+        changed = _crdgen.write_crds(out)
+        for path in changed:
+            click.echo(f"wrote {path}")
+        if not changed:
+            click.echo(f"{out}: up to date")
 
 
 # --- version -------------------------------------------------------------------------------------

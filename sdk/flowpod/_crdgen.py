@@ -30,6 +30,7 @@ __all__ = [
     "check_crds",
     "crd_manifests",
     "default_output_dir",
+    "default_output_dirs",
     "main",
     "render_crds",
     "structural_schema",
@@ -298,6 +299,14 @@ def default_output_dir() -> Path:
     if (root / "pyproject.toml").is_file():
         return root / "crds"
     return Path.cwd() / "crds"
+
+
+def default_output_dirs() -> list[Path]:
+    """Where ``flowpod crds`` writes without ``--out``: ``crds/`` and, in a checkout, the Helm
+    chart's copy (``charts/flowpod/files/crds/``, which the chart's CRD template renders)."""
+    crds = default_output_dir()
+    chart = crds.parent / "charts" / "flowpod" / "files" / "crds"
+    return [crds, chart] if chart.parent.parent.is_dir() else [crds]
 
 
 def write_crds(out_dir: Path | None = None) -> list[Path]:

@@ -1,8 +1,9 @@
 """Fixtures that run flowpod's operator against the test cluster, as its ServiceAccount.
 
 ``operator`` starts ``.venv/bin/flowpod-operator -n <test namespace>`` as a subprocess with a
-kubeconfig holding a token of ``flowpod-system/flowpod-operator`` (bound by
-``deploy/operator-rbac.yaml`` only), so a rule missing from that file fails the tests. The S3
+kubeconfig holding a token of ``flowpod-system/flowpod-operator``, the ServiceAccount and RBAC
+that ``helm install flowpod charts/flowpod -n flowpod-system`` creates (rendered from the chart,
+nothing else bound), so a rule missing from the chart fails the tests. The S3
 settings of the test cluster are in its environment, and the namespace gets the default
 credentials Secret (``flowpod-s3``) the task pods reference.
 """
@@ -21,12 +22,12 @@ from typing import Any
 
 import pytest
 
+from .chart import RELEASE_NAMESPACE, apply_flow_runner_rbac, apply_operator_rbac
 from .harness import REPO_ROOT, Cluster, wait_for
 
 OPERATOR_BIN = Path(sys.executable).with_name("flowpod-operator")
-RBAC_FILE = REPO_ROOT / "deploy" / "operator-rbac.yaml"
 CRDS_DIR = REPO_ROOT / "crds"
-OPERATOR_NAMESPACE = "flowpod-system"
+OPERATOR_NAMESPACE = RELEASE_NAMESPACE
 OPERATOR_SA = "flowpod-operator"
 CREDENTIALS_SECRET = "flowpod-s3"
 
@@ -39,9 +40,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="session")
 def operator_rbac(cluster: Cluster) -> None:
-    """CRDs and the operator's RBAC applied (idempotent)."""
+    """CRDs and the chart's operator ServiceAccount and RBAC applied (idempotent)."""
     cluster.kubectl("apply", "-f", str(CRDS_DIR))
-    cluster.kubectl("apply", "-f", str(RBAC_FILE))
+    assert apply_operator_rbac(cluster) == OPERATOR_SA
     cluster.kubectl("wait", "--for=condition=Established", "crd/taskruns.flowpod.dev",
                     "--timeout=60s")
 
@@ -180,14 +181,9 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     return wait_for(predicate, timeout, what, interval=0.05)
 
 
-FLOW_RUNNER_RBAC_FILE = REPO_ROOT / "deploy" / "flow-runner-rbac.yaml"
-
-
 @pytest.fixture
 def flow_runner_rbac(cluster: Cluster, operator_rbac: None, namespace: str) -> str:
-    """deploy/flow-runner-rbac.yaml applied, its ServiceAccount and RoleBinding moved to the
-    test's namespace (the flow pods run as that ServiceAccount); returns the namespace."""
-    text = FLOW_RUNNER_RBAC_FILE.read_text().replace("namespace: default",
-                                                     f"namespace: {namespace}")
-    cluster.kubectl("apply", "-f", "-", input=text)
+    """The chart's flow-runner RBAC for the test's namespace (its ServiceAccount, bound to the
+    flow-runner ClusterRole there): flow pods run as it. Returns the namespace."""
+    apply_flow_runner_rbac(cluster, namespace)
     return namespace

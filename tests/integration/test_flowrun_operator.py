@@ -2,7 +2,7 @@
 """The operator's FlowRun side on the real test cluster: FlowRun in, flow pod, TaskRuns, state out.
 
 Each test gets a fresh namespace, its own operator (as its ServiceAccount) and the flow-runner
-RBAC of deploy/flow-runner-rbac.yaml. FlowRuns are created by the admin, as `kubectl apply`
+RBAC of the Helm chart. FlowRuns are created by the admin, as `kubectl apply`
 would; entrypoint flows live in a module written to a world-readable folder put on the pods'
 PYTHONPATH through spec.env; spec.code flows are pickled by value into the store, as the SDK
 does. Waits poll conditions with timeouts; nothing sleeps for a fixed time.

@@ -4,8 +4,8 @@ The repository-statistics example (``examples/flowpod_examples/repo_stats.py``) 
 the operator (as its ServiceAccount) starts a flow pod, the flow pod submits one TaskRun per
 repository, and the result comes back through the store. The offline GitHub stub runs in this
 test process; pods are local processes of the node agent, so they reach it on 127.0.0.1 through
-FLOWPOD_EXAMPLE_API in the FlowRun's env. Flow pods need the flow-runner RBAC of
-``deploy/flow-runner-rbac.yaml`` in the test namespace (applied by the ``flow_runner`` fixture).
+FLOWPOD_EXAMPLE_API in the FlowRun's env. Flow pods run as the chart's flow-runner
+ServiceAccount and RBAC in the test namespace (the ``flow_runner`` fixture).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from .chart import apply_flow_runner_rbac
 from .harness import REPO_ROOT, Cluster, wait_for
 from .operator_fixtures import (  # noqa: F401 - fixtures, used by name
     operator,
@@ -32,8 +33,6 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator", "flo
 EXAMPLES = REPO_ROOT / "examples"
 FLOW_FILE = EXAMPLES / "flowpod_examples" / "repo_stats.py"
 FLOWPOD = Path(sys.executable).with_name("flowpod")
-RUNNER_RBAC = REPO_ROOT / "deploy" / "flow-runner-rbac.yaml"
-FLOW_RUNNER_SA = "flowpod-flow-runner"
 REPOS = ["PrefectHQ/prefect", "pallets/click"]
 
 
@@ -70,17 +69,8 @@ def assert_pods_fetched(stub: Any, repos: list[str]) -> None:
 
 @pytest.fixture
 def flow_runner(cluster: Cluster, namespace: str) -> None:
-    """The flow pods' ServiceAccount bound to the flow-runner ClusterRole in the namespace."""
-    if not RUNNER_RBAC.exists():
-        pytest.skip(f"{RUNNER_RBAC} is not there yet (the FlowRun controller's RBAC)")
-    docs = [doc for doc in yaml.safe_load_all(RUNNER_RBAC.read_text()) if doc]
-    roles = [doc for doc in docs if doc.get("kind") == "ClusterRole"]
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(roles))
-    cluster.kubectl("create", "serviceaccount", FLOW_RUNNER_SA, "-n", namespace)
-    for role in roles:
-        cluster.kubectl("create", "rolebinding", f"{role['metadata']['name']}-binding",
-                        "-n", namespace, f"--clusterrole={role['metadata']['name']}",
-                        f"--serviceaccount={namespace}:{FLOW_RUNNER_SA}")
+    """The chart's flow-runner ServiceAccount and RoleBinding in the namespace."""
+    apply_flow_runner_rbac(cluster, namespace)
 
 
 def expected_stats(repos: list[str]) -> dict[str, dict[str, int]]:

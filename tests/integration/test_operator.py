@@ -2,7 +2,7 @@
 """The operator on the real test cluster: TaskRuns in, pods and states out.
 
 Each test gets a fresh namespace and its own operator subprocess (running as the
-``flowpod-operator`` ServiceAccount, RBAC from deploy/operator-rbac.yaml). Task payloads are
+``flowpod-operator`` ServiceAccount, RBAC from the Helm chart). Task payloads are
 written with ``flowpod._payloads``, as the KubernetesTaskRunner does, and the TaskRun objects are
 created by the admin. Waits poll conditions with timeouts; nothing sleeps for a fixed time.
 """

@@ -1,0 +1,123 @@
+"""``helm install`` of charts/flowpod on the test cluster, then the README's example FlowRun.
+
+The chart's own Deployment runs the operator: the node agent starts its container's command as a
+local process with the ServiceAccount token the chart binds, the environment the chart writes
+(S3 settings, the credentials Secret by reference, the watched namespace) and the chart's
+runAsUser. Nothing of the operator is started by the test itself, so a missing permission, a
+wrong variable or a wrong Secret reference in the chart fails here. ``helm uninstall`` then
+removes the release and keeps the CRDs and the runs (crds.keep).
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .chart import CHART, helm, set_json_args
+from .harness import REPO_ROOT, Cluster, wait_for
+from .operator_fixtures import (  # noqa: F401 - fixtures, used by name
+    CREDENTIALS_SECRET,
+    create_credentials_secret,
+    operator_rbac,
+)
+
+pytestmark = [pytest.mark.timeout(300)]
+
+EXAMPLE = REPO_ROOT / "examples" / "flowrun.yaml"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _get(cluster: Cluster, *args: str) -> dict[str, Any]:
+    return dict(yaml.safe_load(cluster.kubectl("get", *args, "-o", "yaml").stdout))
+
+
+@pytest.mark.usefixtures("operator_rbac")
+def test_helm_install_runs_the_example_flow_and_uninstall_keeps_the_runs(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    s3 = cluster.s3
+    release = f"fp-{uuid.uuid4().hex[:6]}"
+    port = _free_port()
+    create_credentials_secret(cluster, namespace)
+    values = {
+        # The CRDs exist already (the suite applied crds/): the release adopts them.
+        "crds.install": True,
+        "operator.watchNamespaces": [namespace],
+        "operator.healthPort": port,
+        "runNamespaces": [namespace],
+        "pods.image": "flowpod-test:local",
+        "s3.endpoint": s3.endpoint,
+        "s3.region": s3.region,
+        "s3.bucket": s3.bucket,
+        "s3.prefix": f"chart-{release}",
+        "s3.existingSecret": CREDENTIALS_SECRET,
+        "ttlSecondsAfterFinished": 3600,
+    }
+    helm(cluster, "install", release, str(CHART), "--namespace", namespace, "--take-ownership",
+         *set_json_args(values))
+    installed = True
+    try:
+        deployment = f"{release}-flowpod-operator"
+        cluster.kubectl("rollout", "status", f"deployment/{deployment}", "-n", namespace,
+                        "--timeout=120s", timeout=150)
+        # The pod is the operator: its health endpoint answers once kopf's watches run.
+        wait_for(lambda: _healthy(f"http://127.0.0.1:{port}/healthz"), 90,
+                 "the chart's operator to answer /healthz", interval=0.2)
+        pod = _get(cluster, "pods", "-n", namespace, "-l",
+                   "app.kubernetes.io/component=operator")["items"][0]
+        assert pod["spec"]["serviceAccountName"] == f"{release}-flowpod-operator"
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        container = pod["spec"]["containers"][0]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+        cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
+        name = yaml.safe_load(EXAMPLE.read_text())["metadata"]["name"]
+
+        def finished() -> dict[str, Any] | None:
+            status = _get(cluster, "flowrun", name, "-n", namespace).get("status") or {}
+            return status if status.get("state") in ("Completed", "Failed", "Crashed") else None
+
+        status = wait_for(finished, 200, f"FlowRun {name} to finish", interval=0.5)
+        assert status["state"] == "Completed", status
+        repos = yaml.safe_load(EXAMPLE.read_text())["spec"]["parameters"]["repos"]
+        assert status["tasksSummary"] == f"{len(repos)}/{len(repos)}", status
+        # The flow pod ran as the chart's flow-runner account; the task pods with no token.
+        pods = _get(cluster, "pods", "-n", namespace, "-l", f"flowpod.dev/flowrun={name}")
+        accounts = {p["metadata"]["name"]: p["spec"].get("serviceAccountName") for p in
+                    pods["items"]}
+        assert "flowpod-flow-runner" in accounts.values(), accounts
+        assert sum(1 for p in pods["items"]
+                   if p["spec"].get("automountServiceAccountToken") is False) == len(repos)
+
+        helm(cluster, "uninstall", release, "--namespace", namespace, "--wait")
+        installed = False
+        assert cluster.kubectl("get", "deployment", deployment, "-n", namespace,
+                               check=False).returncode != 0
+        assert cluster.kubectl("get", "clusterrole", deployment, check=False).returncode != 0
+        for crd in ("flowruns.flowpod.dev", "taskruns.flowpod.dev"):
+            kept = _get(cluster, "crd", crd)
+            assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert _get(cluster, "flowrun", name, "-n", namespace)["status"]["state"] == "Completed"
+    finally:
+        if installed:
+            helm(cluster, "uninstall", release, "--namespace", namespace, check=False)
