@@ -182,7 +182,10 @@ def pod_manifest(taskrun: TaskRun, attempt: int, config: OperatorConfig) -> dict
     if taskrun.spec.service_account_name:
         pod["spec"]["serviceAccountName"] = taskrun.spec.service_account_name
     else:
-        # Task pods talk to the store, never to the API server: no token unless asked for.
+        # Task pods talk to the store, never to the API server: no token unless asked for. The
+        # default account, when set, gives them an identity (IRSA for S3) and nothing else.
+        if config.task_service_account:
+            pod["spec"]["serviceAccountName"] = config.task_service_account
         pod["spec"]["automountServiceAccountToken"] = False
     return pod
 

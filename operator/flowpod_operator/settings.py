@@ -33,6 +33,10 @@ Pods:
     flow pods whose spec leaves it unset. A spec's value replaces the default whole (no merge).
 ``FLOWPOD_OPERATOR_FLOW_SERVICE_ACCOUNT``
     ServiceAccount of flow pods whose FlowRun names none (default ``flowpod-flow-runner``).
+``FLOWPOD_OPERATOR_TASK_SERVICE_ACCOUNT``
+    ServiceAccount of task pods whose TaskRun names none, mounted without a token (task pods
+    never call the API; the account is there for identity, e.g. IRSA for S3). Empty (default):
+    the namespace's default account, without a token.
 ``FLOWPOD_OPERATOR_TTL_SECONDS``
     Default ``ttlSecondsAfterFinished`` of FlowRuns (whole seconds >= 0); unset keeps them.
 
@@ -172,6 +176,9 @@ class OperatorConfig:
     Warning events (failures, retries, crashes, timeouts) are always posted."""
     api_workers: int = 16
     """Threads making Kubernetes and S3 calls (both clients are synchronous)."""
+    task_service_account: str = ""
+    """ServiceAccount of task pods whose TaskRun names none, without a token
+    (``FLOWPOD_OPERATOR_TASK_SERVICE_ACCOUNT``); empty: the namespace's default account."""
     flow_service_account: str = DEFAULT_FLOW_SERVICE_ACCOUNT
     """ServiceAccount of flow pods whose FlowRun names none
     (``FLOWPOD_OPERATOR_FLOW_SERVICE_ACCOUNT``); the Helm chart creates it (flowRunner)."""
@@ -223,6 +230,7 @@ class OperatorConfig:
             raise ValueError(f"FLOWPOD_OPERATOR_TTL_SECONDS must be >= 0, got {ttl}")
         defaults_text = env.get("FLOWPOD_OPERATOR_POD_DEFAULTS", "").strip()
         return cls(
+            task_service_account=env.get("FLOWPOD_OPERATOR_TASK_SERVICE_ACCOUNT", "").strip(),
             flow_service_account=(env.get("FLOWPOD_OPERATOR_FLOW_SERVICE_ACCOUNT", "").strip()
                                   or DEFAULT_FLOW_SERVICE_ACCOUNT),
             ttl_seconds=ttl,

@@ -246,6 +246,8 @@ def test_the_operator_reads_the_settings_the_chart_writes(cluster: Cluster, name
     assert config.pod_defaults.node_selector == (pods.get("nodeSelector") or None)
     assert config.flow_service_account == values.get("flowRunner", {}).get(
         "serviceAccountName", "flowpod-flow-runner")
+    assert config.task_service_account == values.get("taskRunner", {}).get(
+        "serviceAccountName", "flowpod-task-runner")
     # Secrets only by reference: no credential is ever a literal in the Deployment.
     for item in container["env"]:
         if item["name"].startswith("AWS_"):

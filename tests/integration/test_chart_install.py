@@ -101,13 +101,17 @@ def test_helm_install_runs_the_example_flow_and_uninstall_keeps_the_runs(
         assert status["state"] == "Completed", status
         repos = yaml.safe_load(EXAMPLE.read_text())["spec"]["parameters"]["repos"]
         assert status["tasksSummary"] == f"{len(repos)}/{len(repos)}", status
-        # The flow pod ran as the chart's flow-runner account; the task pods with no token.
+        # The flow pod ran as the chart's flow-runner account; the task pods as its task-runner
+        # account, with no token.
         pods = _get(cluster, "pods", "-n", namespace, "-l", f"flowpod.dev/flowrun={name}")
         accounts = {p["metadata"]["name"]: p["spec"].get("serviceAccountName") for p in
                     pods["items"]}
         assert "flowpod-flow-runner" in accounts.values(), accounts
-        assert sum(1 for p in pods["items"]
-                   if p["spec"].get("automountServiceAccountToken") is False) == len(repos)
+        task_pods = [p for p in pods["items"] if "flowpod.dev/taskrun" in p["metadata"]["labels"]]
+        assert len(task_pods) == len(repos), accounts
+        for task_pod in task_pods:
+            assert task_pod["spec"]["serviceAccountName"] == "flowpod-task-runner"
+            assert task_pod["spec"]["automountServiceAccountToken"] is False
 
         helm(cluster, "uninstall", release, "--namespace", namespace, "--wait")
         installed = False

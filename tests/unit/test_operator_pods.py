@@ -72,6 +72,21 @@ def test_default_pod_matches_golden() -> None:
     assert pod_manifest(taskrun(), 2, CONFIG) == GOLDEN
 
 
+def test_task_pods_take_the_default_task_account_without_a_token() -> None:
+    from dataclasses import replace
+
+    config = replace(CONFIG, task_service_account="flowpod-task-runner")
+    spec = pod_manifest(taskrun(), 1, config)["spec"]
+    assert spec["serviceAccountName"] == "flowpod-task-runner"
+    assert spec["automountServiceAccountToken"] is False
+    # A TaskRun's own account wins, and keeps its token (it asked for API access).
+    own = pod_manifest(taskrun(serviceAccountName="runner"), 1, config)["spec"]
+    assert own["serviceAccountName"] == "runner" and "automountServiceAccountToken" not in own
+    assert OperatorConfig.from_env(
+        {"FLOWPOD_OPERATOR_TASK_SERVICE_ACCOUNT": " tasks "}).task_service_account == "tasks"
+    assert OperatorConfig.from_env({}).task_service_account == ""
+
+
 def test_spec_settings_reach_the_pod() -> None:
     manifest = pod_manifest(taskrun(
         image="mine:2", imagePullPolicy="IfNotPresent", timeoutSeconds=2.2,
