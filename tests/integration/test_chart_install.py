@@ -5,7 +5,8 @@ local process with the ServiceAccount token the chart binds, the environment the
 (S3 settings, the credentials Secret by reference, the watched namespace) and the chart's
 runAsUser. Nothing of the operator is started by the test itself, so a missing permission, a
 wrong variable or a wrong Secret reference in the chart fails here. ``helm uninstall`` then
-removes the release and keeps the CRDs and the runs (crds.keep).
+removes the release and keeps the CRDs and the runs (crds.keep); before that, ``helm upgrade``
+replaces the operator pod with one running the new settings.
 """
 
 from __future__ import annotations
@@ -112,6 +113,26 @@ def test_helm_install_runs_the_example_flow_and_uninstall_keeps_the_runs(
         for task_pod in task_pods:
             assert task_pod["spec"]["serviceAccountName"] == "flowpod-task-runner"
             assert task_pod["spec"]["automountServiceAccountToken"] is False
+
+        # An upgrade replaces the operator (Recreate) with the new settings and the CRDs stay.
+        old_pod = pod["metadata"]["name"]
+        helm(cluster, "upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values",
+             "--set", "operator.successEvents=true")
+        cluster.kubectl("rollout", "status", f"deployment/{deployment}", "-n", namespace,
+                        "--timeout=120s", timeout=150)
+
+        def replaced() -> dict[str, Any] | None:
+            items = _get(cluster, "pods", "-n", namespace, "-l",
+                         "app.kubernetes.io/component=operator")["items"]
+            live = [p for p in items if p["metadata"]["name"] != old_pod
+                    and p["status"].get("phase") == "Running"]
+            return live[0] if live and len(items) == 1 else None
+
+        new_pod = wait_for(replaced, 90, "the upgraded operator pod alone", interval=0.3)
+        env = {e["name"]: e.get("value") for e in new_pod["spec"]["containers"][0]["env"]}
+        assert env["FLOWPOD_OPERATOR_SUCCESS_EVENTS"] == "1"
+        wait_for(lambda: _healthy(f"http://127.0.0.1:{port}/healthz"), 90,
+                 "the upgraded operator to answer /healthz", interval=0.2)
 
         helm(cluster, "uninstall", release, "--namespace", namespace, "--wait")
         installed = False
