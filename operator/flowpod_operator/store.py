@@ -18,12 +18,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from flowpod._payloads import FlowOutcome, Outcome, read_flow_outcome, read_outcome
 from flowpod._resources import FlowRun, TaskRun
 from flowpod._store import CacheRecord, CacheStore, ResultStore
 from flowpod_operator.settings import OperatorConfig
+
+if TYPE_CHECKING:
+    from flowpod._s3store import S3ResultStore
 
 __all__ = [
     "BucketOwner",
@@ -40,7 +43,7 @@ StorageLocation = tuple[str, str, str | None, str | None]
 """(bucket, prefix, endpoint, region)."""
 
 
-def _default_factory(location: StorageLocation) -> ResultStore:
+def _default_factory(location: StorageLocation) -> S3ResultStore:
     from flowpod._s3store import S3ResultStore
 
     bucket, prefix, endpoint, region = location
@@ -160,7 +163,7 @@ def start_bucket_creator(
     if not defaults.create_bucket or not defaults.bucket:
         return None
     location = (defaults.bucket, defaults.prefix, defaults.endpoint, defaults.region)
-    make = factory or _bucket_store
+    make = factory or _default_factory
 
     def run() -> None:
         try:
@@ -171,10 +174,3 @@ def start_bucket_creator(
     thread = threading.Thread(target=run, name="flowpod-create-bucket", daemon=True)
     thread.start()
     return thread
-
-
-def _bucket_store(location: StorageLocation) -> BucketOwner:
-    from flowpod._s3store import S3ResultStore
-
-    bucket, prefix, endpoint, region = location
-    return S3ResultStore(bucket, prefix, endpoint_url=endpoint, region=region)

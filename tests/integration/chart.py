@@ -66,16 +66,22 @@ def ensure_namespace(cluster: Cluster, name: str) -> None:
     cluster.kubectl("apply", "-f", "-", input=manifest)
 
 
+def _apply(cluster: Cluster, text: str, namespace: str) -> str:
+    """Server-side apply of rendered manifests holding one ServiceAccount, which must be in
+    ``namespace``; returns its name."""
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=tests",
+                    "-f", "-", input=text)
+    accounts = [doc for doc in documents(text) if doc["kind"] == "ServiceAccount"]
+    assert [doc["metadata"]["namespace"] for doc in accounts] == [namespace], accounts
+    return str(accounts[0]["metadata"]["name"])
+
+
 def apply_operator_rbac(cluster: Cluster) -> str:
     """The chart's operator ServiceAccount and cluster-wide RBAC, as `helm install flowpod -n
     flowpod-system` creates them; returns the ServiceAccount's name."""
     ensure_namespace(cluster, RELEASE_NAMESPACE)
     text = render(cluster, show_only=["operator-rbac.yaml"]).stdout
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=tests",
-                    "-f", "-", input=text)
-    accounts = [doc for doc in documents(text) if doc["kind"] == "ServiceAccount"]
-    assert len(accounts) == 1, accounts
-    return str(accounts[0]["metadata"]["name"])
+    return _apply(cluster, text, RELEASE_NAMESPACE)
 
 
 def apply_flow_runner_rbac(cluster: Cluster, namespace: str) -> str:
@@ -83,8 +89,4 @@ def apply_flow_runner_rbac(cluster: Cluster, namespace: str) -> str:
     returns the ServiceAccount's name."""
     text = render(cluster, values={"runNamespaces": [namespace]},
                   show_only=["flow-runner-rbac.yaml"]).stdout
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=tests",
-                    "-f", "-", input=text)
-    accounts = [doc for doc in documents(text) if doc["kind"] == "ServiceAccount"]
-    assert [doc["metadata"]["namespace"] for doc in accounts] == [namespace]
-    return str(accounts[0]["metadata"]["name"])
+    return _apply(cluster, text, namespace)

@@ -11,7 +11,6 @@ replaces the operator pod with one running the new settings.
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 import uuid
 from pathlib import Path
@@ -24,6 +23,7 @@ from .chart import CHART, helm, set_json_args
 from .harness import REPO_ROOT, Cluster, wait_for
 from .operator_fixtures import (  # noqa: F401 - fixtures, used by name
     CREDENTIALS_SECRET,
+    _free_port,
     create_credentials_secret,
     operator_rbac,
 )
@@ -31,12 +31,6 @@ from .operator_fixtures import (  # noqa: F401 - fixtures, used by name
 pytestmark = [pytest.mark.timeout(300)]
 
 EXAMPLE = REPO_ROOT / "examples" / "flowrun.yaml"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _healthy(url: str) -> bool:
