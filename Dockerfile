@@ -30,7 +30,11 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-RUN python -m venv /opt/flowpod
+# A current pip in the venv: its resolver settles conflicting bounds among the dependencies in
+# seconds (kubernetes 37.0.2 wants python-dateutil>=3, which botocore forbids, so pip must step
+# back to 37.0.1), where the pip that Debian's Python 3.11 bundles backtracks for a long time.
+RUN python -m venv /opt/flowpod \
+    && /opt/flowpod/bin/python -m pip install --upgrade "pip>=25"
 
 WORKDIR /src
 

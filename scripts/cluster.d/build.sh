@@ -59,16 +59,26 @@ k8s_write_wrapper_module() {
         echo "package tools"
         echo
         echo "import ("
-        echo "	_ \"k8s.io/kubernetes/cmd/kube-apiserver\""
-        echo "	_ \"k8s.io/kubernetes/cmd/kube-controller-manager\""
-        echo "	_ \"k8s.io/kubernetes/cmd/kube-scheduler\""
-        echo "	_ \"k8s.io/kubernetes/cmd/kubectl\""
+        local cmd
+        for cmd in "${K8S_BINARIES[@]}"; do
+            echo "	_ \"k8s.io/kubernetes/cmd/$cmd\""
+        done
         echo ")"
     } >"$dir/tools.go"
 }
 
+# A cached build counts only if it holds every binary we build now: a cache made before a
+# command joined K8S_BINARIES (kubelet, kube-proxy) is rebuilt, which is fast with warm Go caches.
+k8s_cached() {
+    [[ -f "$K8S_DIR/.complete" ]] || return 1
+    local cmd
+    for cmd in "${K8S_BINARIES[@]}"; do
+        [[ -x "$K8S_DIR/bin/$cmd" ]] || return 1
+    done
+}
+
 build_kubernetes() {
-    if [[ -f "$K8S_DIR/.complete" ]]; then
+    if k8s_cached; then
         log "kubernetes $KUBERNETES_VERSION: cached in $K8S_DIR"
         return 0
     fi
@@ -79,8 +89,7 @@ build_kubernetes() {
     local start
     start="$(now)"
     k8s_write_wrapper_module "$work/module"
-    local pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
-        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+    local pkgs=("${K8S_BINARIES[@]/#/k8s.io/kubernetes/cmd/}")
     if ! (
         cd "$work/module"
         export CGO_ENABLED=0 GOFLAGS=-mod=mod GOTOOLCHAIN=local
@@ -138,6 +147,54 @@ build_helm() {
         "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 }
 
+build_coredns() {
+    go_install_into "coredns $COREDNS_VERSION" "$COREDNS_DIR" "github.com/coredns/coredns@$COREDNS_VERSION"
+}
+
+build_crictl() {
+    go_install_into "crictl $CRICTL_VERSION" "$CRICTL_DIR" "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" \
+        "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION"
+}
+
+# The node's runtime and the image tools come from Debian: containerd 1.6 (cgroup v1 with the
+# cgroupfs driver works with it), runc, the CNI plugins (/usr/lib/cni), iptables and conntrack
+# for kube-proxy, nftables for the node's network guard, buildah and debootstrap for images.
+node_packages_missing() {
+    local pkg missing=()
+    for pkg in $NODE_DEBIAN_PACKAGES; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$pkg")
+    done
+    echo "${missing[*]}"
+}
+
+install_node_packages() {
+    local missing
+    missing="$(node_packages_missing)"
+    [[ -z "$missing" ]] && return 0
+    [[ "$(id -u)" == 0 ]] || die "the node needs Debian packages ($missing) and installing them needs root: apt-get install -y $missing"
+    log "node packages: installing $missing"
+    local logf="$CACHE_ROOT/install-node-packages.log" start
+    start="$(now)"
+    # shellcheck disable=SC2086 # the list is words
+    if ! (DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing \
+        || { DEBIAN_FRONTEND=noninteractive apt-get update -q \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing; }) \
+        >"$logf" 2>&1; then
+        show_log_tail "$logf"
+        die "installing the node packages failed (log: $logf)"
+    fi
+    # The package starts its own containerd as a system service on the default socket; the node
+    # runs its own instance with its own config, so the packaged one is stopped and disabled.
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now containerd >/dev/null 2>&1 || true
+    fi
+    if [[ -x /etc/init.d/containerd ]]; then
+        /etc/init.d/containerd stop >/dev/null 2>&1 || true
+    fi
+    log "node packages: installed in $(elapsed "$start") s"
+}
+
 install_etcd() {
     if [[ -x "$(etcd_binary)" ]]; then
         return 0
@@ -176,12 +233,16 @@ require_go() {
 build_all() {
     mkdir -p "$CACHE_ROOT"
     install_etcd
-    if [[ ! -f "$K8S_DIR/.complete" || ! -f "$MINIO_DIR/.complete" || ! -f "$HELM_DIR/.complete" ]]; then
+    install_node_packages
+    if ! k8s_cached || [[ ! -f "$MINIO_DIR/.complete" || ! -f "$HELM_DIR/.complete" \
+        || ! -f "$COREDNS_DIR/.complete" || ! -f "$CRICTL_DIR/.complete" ]]; then
         require_go
     fi
     build_kubernetes
     build_minio
     build_helm
+    build_coredns
+    build_crictl
 }
 
 # One line per component: version, where it is, how long its build took (cold if the Go caches
@@ -189,7 +250,7 @@ build_all() {
 print_build_summary() {
     local d
     printf '%-48s %-8s %s\n' COMPONENT BUILD-S LOCATION
-    for d in "$K8S_DIR" "$MINIO_DIR" "$HELM_DIR"; do
+    for d in "$K8S_DIR" "$MINIO_DIR" "$HELM_DIR" "$COREDNS_DIR" "$CRICTL_DIR"; do
         if [[ -f "$d/.complete" ]]; then
             printf '%-48s %-8s %s\n' "$(basename "$d")" "$(cat "$d/build-seconds" 2>/dev/null || echo '?')" "$d/bin"
         else

@@ -1,10 +1,13 @@
 # shellcheck shell=bash
-# How each component is started and how we know it is ready. Start order (each waits for the
-# previous one): etcd -> kube-apiserver -> kube-controller-manager + kube-scheduler -> MinIO ->
-# node agent. Ports come from $STATE_DIR/ports.env, chosen fresh by `up`.
+# How each control-plane component and MinIO are started and how we know they are ready. Start
+# order (each waits for the previous one): etcd -> kube-apiserver -> kube-controller-manager +
+# kube-scheduler -> MinIO -> the node (node.sh). Ports come from $STATE_DIR/ports.env, chosen
+# fresh by `up`. etcd and the controllers' health ports stay on loopback; the API server and MinIO
+# listen on the node's address, which this machine and the pods both reach.
 
 S3_BUCKET="flowpod-test"
 S3_REGION="us-east-1"
+minio_url() { echo "http://$NODE_IP:$MINIO_PORT"; }
 
 kubectl_admin() { "$K8S_DIR/bin/kubectl" --kubeconfig "$STATE_DIR/admin.kubeconfig" "$@"; }
 
@@ -51,7 +54,7 @@ start_apiserver() {
     pki="$(PKI_DIR)"
     start_detached kube-apiserver "$K8S_DIR/bin/kube-apiserver" \
         --etcd-servers "http://127.0.0.1:$ETCD_CLIENT_PORT" \
-        --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+        --bind-address "$NODE_IP" --advertise-address "$NODE_IP" --secure-port "$APISERVER_PORT" \
         --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
         --client-ca-file "$pki/ca.crt" \
         --requestheader-client-ca-file "$pki/front-proxy-ca.crt" \
@@ -69,14 +72,14 @@ start_apiserver() {
         --service-cluster-ip-range "$SERVICE_CIDR" \
         --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
         --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+        --kubelet-certificate-authority "$pki/ca.crt" \
         --kubelet-preferred-address-types InternalIP,Hostname \
         --allow-privileged=true \
-        --endpoint-reconciler-type none \
         --profiling=false \
         --v 1
     # /readyz includes etcd, the RBAC bootstrap roles and the priority-and-fairness config.
     wait_until kube-apiserver 120 "/readyz" \
-        https_ok "https://127.0.0.1:$APISERVER_PORT/readyz" admin
+        https_ok "$(apiserver_url)/readyz" admin
 }
 
 # --- kube-controller-manager / kube-scheduler ---------------------------------------------------
@@ -85,8 +88,9 @@ start_controller_manager() {
     pki="$(PKI_DIR)"
     kc="$STATE_DIR/controller-manager.kubeconfig"
     # The default controller set: garbage collector, namespace deletion, service accounts and
-    # their tokens, root CA config maps, node lifecycle, CSR signing... Cloud controllers stay
-    # inert without a cloud provider; node IPAM is off because we do not allocate pod CIDRs.
+    # their tokens, root CA config maps, node lifecycle, CSR signing, EndpointSlices... Cloud
+    # controllers stay inert without a cloud provider; node IPAM is off: the node's one pod
+    # subnet is in its CNI configuration.
     start_detached kube-controller-manager "$K8S_DIR/bin/kube-controller-manager" \
         --kubeconfig "$kc" --authentication-kubeconfig "$kc" --authorization-kubeconfig "$kc" \
         --bind-address 127.0.0.1 --secure-port "$CONTROLLER_MANAGER_PORT" \
@@ -129,13 +133,13 @@ start_minio() {
     MINIO_ROOT_USER="$S3_ACCESS_KEY" MINIO_ROOT_PASSWORD="$S3_SECRET_KEY" \
         MINIO_BROWSER=off MINIO_UPDATE=off \
         start_detached minio "$MINIO_DIR/bin/minio" server --quiet --anonymous \
-        --address "127.0.0.1:$MINIO_PORT" --console-address "127.0.0.1:$MINIO_CONSOLE_PORT" \
+        --address "$NODE_IP:$MINIO_PORT" --console-address "127.0.0.1:$MINIO_CONSOLE_PORT" \
         "$STATE_DIR/minio-data"
     wait_until minio 60 "/minio/health/ready" \
-        curl -fsS --max-time 2 "http://127.0.0.1:$MINIO_PORT/minio/health/ready"
+        curl -fsS --max-time 2 "$(minio_url)/minio/health/ready"
     log "creating bucket $S3_BUCKET"
     if ! AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" \
-        "$VENV_PYTHON" - "http://127.0.0.1:$MINIO_PORT" "$S3_BUCKET" "$S3_REGION" \
+        "$VENV_PYTHON" - "$(minio_url)" "$S3_BUCKET" "$S3_REGION" \
         >>"$(LOG_DIR)/minio.log" 2>&1 <<'EOF'; then
 import sys
 
@@ -151,25 +155,4 @@ EOF
         show_log_tail "$(LOG_DIR)/minio.log"
         die "could not create the S3 bucket $S3_BUCKET in MinIO"
     fi
-}
-
-# --- node agent (tests/cluster/node_agent.py, owned by the node-agent work) ----------------------
-NODE_AGENT="$REPO_ROOT/tests/cluster/node_agent.py"
-
-start_node_agent() {
-    if [[ ! -f "$NODE_AGENT" ]]; then
-        warn "no node agent at $NODE_AGENT: pods will stay Pending (control plane and S3 are up)"
-        return 0
-    fi
-    mkdir -p "$STATE_DIR/node"
-    # The admin's kubeconfig: the agent also reads Secrets/ConfigMaps and requests tokens for
-    # any pod's ServiceAccount. Its kubelet-style endpoint serves with the CA-signed node cert.
-    start_detached node-agent "$VENV_PYTHON" "$NODE_AGENT" \
-        --kubeconfig "$STATE_DIR/admin.kubeconfig" \
-        --state-dir "$STATE_DIR/node" \
-        --node-name "$NODE_NAME" \
-        --kubelet-port "$KUBELET_PORT" \
-        --tls-cert-file "$(PKI_DIR)/node.crt" --tls-private-key-file "$(PKI_DIR)/node.key"
-    wait_until node-agent 60 "Node $NODE_NAME Ready" \
-        kubectl_admin wait --for condition=Ready "node/$NODE_NAME" --timeout 2s
 }

@@ -19,10 +19,25 @@ VENV_PYTHON="${FLOWPOD_PYTHON:-$REPO_ROOT/.venv/bin/python}"
 K8S_DIR="$CACHE_ROOT/kubernetes-$KUBERNETES_VERSION"
 MINIO_DIR="$CACHE_ROOT/minio-$MINIO_VERSION"
 HELM_DIR="$CACHE_ROOT/helm-$HELM_VERSION"
-K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+COREDNS_DIR="$CACHE_ROOT/coredns-$COREDNS_VERSION"
+CRICTL_DIR="$CACHE_ROOT/crictl-$CRICTL_VERSION"
+# Built images as docker-archive tarballs, keyed by the content they were built from.
+IMAGES_DIR="$CACHE_ROOT/images"
+# The node's runtime directory (containerd's state and socket). One node runs per machine (it
+# owns the bridge, the iptables chains and node port 30900), and unix socket paths must stay
+# short, so this is fixed rather than under the state dir.
+NODE_RUN_DIR="/run/flowpod-node"
+CONTAINERD_SOCKET="$NODE_RUN_DIR/containerd/containerd.sock"
+# The kubelet's root (pod volumes, its plugin and pod-resources sockets): on disk, as emptyDirs
+# live there, and at a short fixed path, as unix socket paths are limited to 107 bytes.
+KUBELET_ROOT="/var/lib/flowpod-node/kubelet"
+K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 
-log() { printf '[cluster] %s\n' "$*" >&2; }
-warn() { printf '[cluster] WARNING: %s\n' "$*" >&2; }
+# Seconds since this script started, on every progress line: where `up` spends its time.
+CLUSTER_T0="$(date +%s.%N)"
+since_start() { awk -v a="$CLUSTER_T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%5.1fs", b - a }'; }
+log() { printf '[cluster %s] %s\n' "$(since_start)" "$*" >&2; }
+warn() { printf '[cluster %s] WARNING: %s\n' "$(since_start)" "$*" >&2; }
 die() {
     printf '[cluster] ERROR: %s\n' "$*" >&2
     exit 1

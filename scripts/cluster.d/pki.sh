@@ -2,18 +2,21 @@
 # Certificates, keys and kubeconfigs for one cluster, generated with openssl into $STATE_DIR/pki.
 #
 # One CA signs everything: the API server's serving certificate, every client certificate (admin in
-# system:masters, the controller manager and scheduler under the user names the RBAC bootstrap
-# policy binds, the API server's client certificate for the node agent's kubelet-style endpoint,
-# and the node's own certificate), and CSRs via the controller manager's signer. The
+# system:masters, the controller manager, scheduler and kube-proxy under the user names the RBAC
+# bootstrap policy binds, CoreDNS, the API server's client certificate for the kubelet, and the
+# node's own certificate, which the kubelet also serves with), and CSRs via the controller
+# manager's signer. The
 # service-account key pair is separate (tokens are JWTs, not certificates).
 
 PKI_DIR() { echo "$STATE_DIR/pki"; }
 
 # The first address of the service range is the `kubernetes` Service's cluster IP; the serving
-# certificate names it so in-cluster style clients can verify the server.
+# certificate names it so in-cluster clients (flow pods) can verify the server.
 SERVICE_CIDR="10.96.0.0/16"
 KUBERNETES_SERVICE_IP="10.96.0.1"
 NODE_NAME="flowpod-node-1"
+# Where the API server listens (node.sh's $NODE_IP: reachable from the machine and from pods).
+apiserver_url() { echo "https://$NODE_IP:$APISERVER_PORT"; }
 
 _openssl() {
     # openssl is chatty on stderr even on success; keep its output for failures only.
@@ -56,19 +59,22 @@ generate_pki() {
         "basicConstraints=critical,CA:FALSE" \
         "keyUsage=critical,digitalSignature,keyEncipherment" \
         "extendedKeyUsage=serverAuth" \
-        "subjectAltName=IP:127.0.0.1,IP:$KUBERNETES_SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local")"
+        "subjectAltName=IP:$NODE_IP,IP:127.0.0.1,IP:$KUBERNETES_SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local")"
 
     new_cert admin "/O=system:masters/CN=flowpod-admin" "$(client_ext)"
     new_cert controller-manager "/CN=system:kube-controller-manager" "$(client_ext)"
     new_cert scheduler "/CN=system:kube-scheduler" "$(client_ext)"
-    # The API server's identity when it calls the node agent (logs, exec): kubeadm's convention.
+    new_cert kube-proxy "/CN=system:kube-proxy" "$(client_ext)"
+    # CoreDNS's own user, bound by scripts/cluster to a read-only ClusterRole.
+    new_cert coredns "/CN=flowpod:coredns" "$(client_ext)"
+    # The API server's identity when it calls the kubelet (logs, exec): kubeadm's convention.
     new_cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "$(client_ext)"
     # The node's identity (Node authorizer + NodeRestriction) and its serving certificate.
     new_cert node "/O=system:nodes/CN=system:node:$NODE_NAME" "$(printf '%s\n' \
         "basicConstraints=critical,CA:FALSE" \
         "keyUsage=critical,digitalSignature,keyEncipherment" \
         "extendedKeyUsage=clientAuth,serverAuth" \
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:$NODE_NAME")"
+        "subjectAltName=IP:$NODE_IP,IP:127.0.0.1,DNS:localhost,DNS:$NODE_NAME")"
 
     # The front-proxy (request-header) CA and the API server's aggregator client: without them
     # every component's delegated authentication keeps logging a missing requestheader bundle.
@@ -106,7 +112,7 @@ kind: Config
 clusters:
 - name: flowpod-test
   cluster:
-    server: https://127.0.0.1:$APISERVER_PORT
+    server: $(apiserver_url)
     certificate-authority-data: $ca
 users:
 - name: $user
@@ -129,4 +135,6 @@ generate_kubeconfigs() {
     write_kubeconfig "$STATE_DIR/controller-manager.kubeconfig" system:kube-controller-manager controller-manager
     write_kubeconfig "$STATE_DIR/scheduler.kubeconfig" system:kube-scheduler scheduler
     write_kubeconfig "$STATE_DIR/node.kubeconfig" "system:node:$NODE_NAME" node
+    write_kubeconfig "$STATE_DIR/kube-proxy.kubeconfig" system:kube-proxy kube-proxy
+    write_kubeconfig "$STATE_DIR/coredns.kubeconfig" flowpod:coredns coredns
 }

@@ -4,8 +4,8 @@
 # Each component runs detached in its own session (setsid + nohup), its output in
 # $STATE_DIR/logs/<name>.log and "<pid> <start-time>" in $STATE_DIR/pids/<name>.pid. The start time
 # (field 22 of /proc/<pid>/stat) guards against a recycled pid: we never signal a process that is
-# not the one we started. Stopping collects the component's whole process tree first (the node
-# agent's pods are its children), then SIGTERM, a grace period, SIGKILL.
+# not the one we started. Stopping collects the component's whole process tree first, then
+# SIGTERM, a grace period, SIGKILL.
 
 LOG_DIR() { echo "$STATE_DIR/logs"; }
 PID_DIR() { echo "$STATE_DIR/pids"; }
@@ -21,9 +21,9 @@ start_detached() {
     logf="$(LOG_DIR)/$name.log"
     # A background child of a non-interactive shell is not a process-group leader, so setsid
     # execs in place and $! is the component's own pid.
-    # fd 9 is scripts/cluster's lock (take_lock): a daemon must not inherit it, or it would hold
-    # the lock for its whole life and block every later `up`/`down`.
-    setsid nohup "$@" </dev/null >>"$logf" 2>&1 9>&- &
+    # fds 8 and 9 are scripts/cluster's locks (take_lock): a daemon must not inherit them, or it
+    # would hold them for its whole life and block every later `up`/`down`.
+    setsid nohup "$@" </dev/null >>"$logf" 2>&1 8>&- 9>&- &
     local pid=$!
     # The start time is only readable once the child exists; it does by the time `&` returns.
     echo "$pid $(proc_start_time "$pid")" >"$(PID_DIR)/$name.pid"
@@ -61,10 +61,10 @@ descendants() {
         }'
 }
 
-# stop_component NAME [GRACE_SECONDS]: TERM the component, wait, KILL it and any leftover
-# descendants. Silent and successful when it is not running.
+# stop_component NAME [GRACE_SECONDS [quiet]]: TERM the component, wait, KILL it and any leftover
+# descendants (with a warning unless quiet). Silent and successful when it is not running.
 stop_component() {
-    local name="$1" grace="${2:-10}" pid
+    local name="$1" grace="${2:-10}" quiet="${3:-}" pid
     local pidfile
     pidfile="$(PID_DIR)/$name.pid"
     if ! pid="$(component_pid "$name")"; then
@@ -85,7 +85,7 @@ stop_component() {
         sleep 0.1
     done
     if component_alive "$name"; then
-        warn "$name did not exit within ${grace}s of SIGTERM; sending SIGKILL"
+        [[ -n "$quiet" ]] || warn "$name did not exit within ${grace}s of SIGTERM; sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
     fi
     # Leftover children (e.g. pods the node agent did not reap), still the same processes.

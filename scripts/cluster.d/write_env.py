@@ -20,9 +20,9 @@ def main() -> None:
         for line in Path(e["PORTS_FILE"]).read_text().splitlines()
         if "=" in line
     )
-    api_url = f"https://127.0.0.1:{e['APISERVER_PORT']}"
-    s3_url = f"http://127.0.0.1:{e['MINIO_PORT']}"
-    bin_dirs = [e["K8S_BIN"], e["MINIO_BIN"], e["HELM_BIN"]]
+    api_url = e["APISERVER_URL"]
+    s3_url = e["MINIO_URL"]
+    bin_dirs = [e["K8S_BIN"], e["MINIO_BIN"], e["HELM_BIN"], e["CRICTL_BIN"]]
     env = {
         "KUBECONFIG": str(state / "admin.kubeconfig"),
         "FLOWPOD_CLUSTER_STATE": str(state),
@@ -34,6 +34,8 @@ def main() -> None:
         "AWS_DEFAULT_REGION": e["S3_REGION"],
         # boto3 >= 1.28 sends every S3 client without an explicit endpoint here.
         "AWS_ENDPOINT_URL_S3": s3_url,
+        # `crictl ps`, `crictl logs` ... on the node's containerd.
+        "CRI_CONFIG_FILE": e["CRICTL_CONFIG"],
     }
     info = {
         "env": env,
@@ -44,7 +46,17 @@ def main() -> None:
         "ca_file": str(state / "pki" / "ca.crt"),
         "apiserver_url": api_url,
         "node_name": e["NODE_NAME"],
-        "node_agent": e["NODE_AGENT_STARTED"] == "1",
+        # The node's address: where pods reach this machine (the API server, MinIO, test stubs).
+        "node_ip": e["NODE_IP"],
+        "node": {
+            "bridge": e["NODE_BRIDGE"],
+            "pod_subnet": e["POD_SUBNET"],
+            "service_cidr": e["SERVICE_CIDR"],
+            "guard_table": e["GUARD_TABLE"],
+            "containerd_socket": e["CONTAINERD_SOCKET"],
+            "logs": str(state / "logs"),
+        },
+        "image": e["FLOWPOD_IMAGE"],
         "s3": {
             "endpoint": s3_url,
             "bucket": e["S3_BUCKET"],
@@ -58,11 +70,13 @@ def main() -> None:
             "helm": str(Path(e["HELM_BIN"]) / "helm"),
             "minio": str(Path(e["MINIO_BIN"]) / "minio"),
             "etcd": e["ETCD_BIN"],
+            "crictl": str(Path(e["CRICTL_BIN"]) / "crictl"),
         },
         "versions": {
             "kubernetes": e["KUBERNETES_VERSION"],
             "minio": e["MINIO_VERSION"],
             "helm": e["HELM_VERSION"],
+            "coredns": e["COREDNS_VERSION"],
         },
     }
     lines = ["# flowpod test cluster: eval \"$(scripts/cluster env)\""]
@@ -72,8 +86,14 @@ def main() -> None:
         q = shlex.quote(d)
         lines.append(f'case ":$PATH:" in *:{q}:*) ;; *) export PATH={q}:"$PATH" ;; esac')
     (state / "env.sh").write_text("\n".join(lines) + "\n")
+    # What `kind create cluster` gives a user: the kubeconfig, and kubectl and helm on PATH; no
+    # store settings.
+    kube_lines = ["# flowpod test cluster: kubectl and helm only",
+                  f"export KUBECONFIG={shlex.quote(env['KUBECONFIG'])}"]
+    kube_lines += [line for line in lines if line.startswith("case ")]
+    (state / "env-kubeconfig.sh").write_text("\n".join(kube_lines) + "\n")
     (state / "env.json").write_text(json.dumps(info, indent=2) + "\n")
-    for name in ("env.sh", "env.json"):
+    for name in ("env.sh", "env.json", "env-kubeconfig.sh"):
         (state / name).chmod(0o600)
 
 
