@@ -22,7 +22,6 @@ State machine (status.state):
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -411,9 +410,11 @@ def _failed_pod_state(
         limit = taskrun.spec.timeout_seconds
         if limit is None:
             return StateName.TIMED_OUT, f"Pod {name} exceeded its activeDeadlineSeconds"
+        deadline = pod.get("spec", {}).get("activeDeadlineSeconds")
+        at = f" at activeDeadlineSeconds={deadline}" if deadline is not None else ""
         return StateName.TIMED_OUT, (
-            f"Task run exceeded timeout_seconds={limit:g}: pod {name} was stopped by "
-            f"activeDeadlineSeconds={math.ceil(limit)}"
+            f"Task run exceeded timeout_seconds={limit:g}: pod {name} did not stop by itself "
+            f"and was ended by the kubelet{at}"
         )
     if reason == "Evicted":
         detail = pod.get("status", {}).get("message") or "no message"

@@ -6,7 +6,12 @@ an adoption (409), not a second pod. Labels select the operator's pods in its wa
 reference lets Kubernetes garbage-collect the pods with their TaskRun.
 
 The pod needs no Kubernetes API access: what to run comes from its arguments, where the data
-lives from its environment, and the credentials from a Secret by reference (never inline).
+lives from its environment, and the credentials from a Secret by reference (never inline). It runs
+hardened as the chart runs the operator: non-root, a read-only root filesystem with an emptyDir
+at ``/tmp`` (``FLOWPOD_HOME`` points there), no capabilities, the runtime's seccomp profile.
+Its ``activeDeadlineSeconds`` is the run's timeout plus ``deadline_allowance_seconds``: the pod
+stops an overrunning task itself, and the kubelet's deadline, which also counts image pull and
+start-up, is the backstop.
 Pull policy, resources, node selector and tolerations come from the run's spec, else from the
 operator's pod defaults (``OperatorConfig.pod_defaults``); the uid from ``run_as_user``.
 """
@@ -38,6 +43,7 @@ __all__ = [
     "MANAGED_BY",
     "MANAGED_BY_LABEL",
     "TASKRUN_LABEL",
+    "active_deadline_seconds",
     "flow_pod_manifest",
     "flow_pod_name",
     "label_value",
@@ -48,6 +54,9 @@ __all__ = [
 MANAGED_BY = "flowpod-operator"
 CONTAINER_NAME = "task"
 FLOW_CONTAINER_NAME = "flow"
+# The only writable place in a pod: task code's temporary files and flowpod's own home.
+TMP_VOLUME, TMP_PATH = "tmp", "/tmp"
+POD_FLOWPOD_HOME = "/tmp/flowpod"
 
 _T = TypeVar("_T")
 
@@ -97,6 +106,11 @@ def _storage_env(taskrun: TaskRun | FlowRun, config: OperatorConfig) -> list[dic
     return env
 
 
+def active_deadline_seconds(timeout_seconds: float, config: OperatorConfig) -> int:
+    """The kubelet's deadline for the pod of a run with this timeout."""
+    return max(1, math.ceil(timeout_seconds)) + config.deadline_allowance_seconds
+
+
 def _first(value: _T | None, default: _T | None) -> _T | None:
     return value if value is not None else default
 
@@ -107,7 +121,7 @@ def _pod(run: TaskRun | FlowRun, *, kind: str, command: str, container_name: str
     meta, spec = run.metadata, run.spec
     if not meta.name or not meta.namespace or not meta.uid:
         raise ValueError(f"a {kind} needs metadata.name, namespace and uid to own a pod")
-    env = _storage_env(run, config)
+    env = [{"name": "FLOWPOD_HOME", "value": POD_FLOWPOD_HOME}, *_storage_env(run, config)]
     # The spec's own variables come last: the pod sees them over the defaults above.
     overridden = {item.name for item in spec.env or ()}
     env = [item for item in env if item["name"] not in overridden]
@@ -120,7 +134,12 @@ def _pod(run: TaskRun | FlowRun, *, kind: str, command: str, container_name: str
             "--attempt", str(attempt),
         ],
         "env": env,
-        "securityContext": {"allowPrivilegeEscalation": False},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": TMP_VOLUME, "mountPath": TMP_PATH}],
     }
     # The operator's pod defaults fill what the spec leaves unset (None); a value the spec sets,
     # even an empty one, replaces the default whole.
@@ -135,11 +154,16 @@ def _pod(run: TaskRun | FlowRun, *, kind: str, command: str, container_name: str
         container["resources"] = resources.to_wire()
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "securityContext": {"runAsNonRoot": True, "runAsUser": config.run_as_user},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": config.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "containers": [container],
+        "volumes": [{"name": TMP_VOLUME, "emptyDir": {}}],
     }
     if spec.timeout_seconds is not None:
-        pod_spec["activeDeadlineSeconds"] = max(1, math.ceil(spec.timeout_seconds))
+        pod_spec["activeDeadlineSeconds"] = active_deadline_seconds(spec.timeout_seconds, config)
     if node_selector:
         pod_spec["nodeSelector"] = dict(node_selector)
     if tolerations:

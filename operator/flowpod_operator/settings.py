@@ -39,6 +39,11 @@ Pods:
     the namespace's default account, without a token.
 ``FLOWPOD_OPERATOR_TTL_SECONDS``
     Default ``ttlSecondsAfterFinished`` of FlowRuns (whole seconds >= 0); unset keeps them.
+``FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS``
+    Added to a run's timeout to make its pod's ``activeDeadlineSeconds`` (whole seconds >= 0,
+    default 30). The pod stops an overrunning task itself, at its timeout; the kubelet's deadline
+    is the backstop for code that cannot be stopped, and it counts from when the kubelet took the
+    pod, image pull and start-up included.
 
 The operator process:
 
@@ -79,6 +84,7 @@ DEFAULT_IMAGE = "ghcr.io/flowpod/flowpod:latest"
 DEFAULT_CREDENTIALS_SECRET = "flowpod-s3"
 DEFAULT_FLOW_SERVICE_ACCOUNT = "flowpod-flow-runner"
 DEFAULT_RUN_AS_USER = 1000
+DEFAULT_DEADLINE_ALLOWANCE_SECONDS = 30
 # Kubernetes validates runAsUser as a 32-bit signed value.
 _MAX_UID = 2**31 - 1
 _TRUE, _FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
@@ -185,6 +191,10 @@ class OperatorConfig:
     ttl_seconds: int | None = None
     """Default ``ttlSecondsAfterFinished`` of FlowRuns (``FLOWPOD_OPERATOR_TTL_SECONDS``);
     None keeps finished FlowRuns."""
+    deadline_allowance_seconds: int = DEFAULT_DEADLINE_ALLOWANCE_SECONDS
+    """Seconds added to a run's timeout for its pod's ``activeDeadlineSeconds``
+    (``FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS``): the deadline is a backstop behind the
+    timeout the pod enforces itself, and it also counts image pull and start-up."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -219,21 +229,16 @@ class OperatorConfig:
             ) from None
         if workers < 1:
             raise ValueError(f"FLOWPOD_OPERATOR_API_WORKERS must be >= 1, got {workers}")
-        ttl_text = env.get("FLOWPOD_OPERATOR_TTL_SECONDS", "").strip()
-        try:
-            ttl = int(ttl_text) if ttl_text else None
-        except ValueError:
-            raise ValueError(
-                f"FLOWPOD_OPERATOR_TTL_SECONDS must be a whole number of seconds, got {ttl_text!r}"
-            ) from None
-        if ttl is not None and ttl < 0:
-            raise ValueError(f"FLOWPOD_OPERATOR_TTL_SECONDS must be >= 0, got {ttl}")
+        ttl = _seconds(env, "FLOWPOD_OPERATOR_TTL_SECONDS")
+        allowance = _seconds(env, "FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS")
         defaults_text = env.get("FLOWPOD_OPERATOR_POD_DEFAULTS", "").strip()
         return cls(
             task_service_account=env.get("FLOWPOD_OPERATOR_TASK_SERVICE_ACCOUNT", "").strip(),
             flow_service_account=(env.get("FLOWPOD_OPERATOR_FLOW_SERVICE_ACCOUNT", "").strip()
                                   or DEFAULT_FLOW_SERVICE_ACCOUNT),
             ttl_seconds=ttl,
+            deadline_allowance_seconds=(DEFAULT_DEADLINE_ALLOWANCE_SECONDS if allowance is None
+                                        else allowance),
             default_image=env.get("FLOWPOD_OPERATOR_IMAGE", "").strip() or DEFAULT_IMAGE,
             storage=storage,
             namespaces=namespaces,
@@ -242,6 +247,20 @@ class OperatorConfig:
             success_events=env.get("FLOWPOD_OPERATOR_SUCCESS_EVENTS", "0") in ("1", "true", "yes"),
             api_workers=workers,
         )
+
+
+def _seconds(env: Mapping[str, str], name: str) -> int | None:
+    """A whole number of seconds >= 0 from ``name``; None when it is unset or empty."""
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number of seconds, got {text!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

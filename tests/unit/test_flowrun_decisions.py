@@ -226,7 +226,8 @@ def test_flow_pod_manifest() -> None:
     assert meta["labels"]["flowpod.dev/role"] == "flow"
     assert meta["labels"]["flowpod.dev/attempt"] == "2"
     assert meta["ownerReferences"][0]["kind"] == "FlowRun"
-    assert spec["activeDeadlineSeconds"] == 3
+    # The pod stops the flow at its timeout; the kubelet's deadline is the backstop after it.
+    assert spec["activeDeadlineSeconds"] == 3 + OperatorConfig().deadline_allowance_seconds
     assert spec["serviceAccountName"] == "flowpod-flow-runner"
     container = spec["containers"][0]
     assert container["command"][-4:] == ["flow", "ns/etl", "--attempt", "2"]

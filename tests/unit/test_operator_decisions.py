@@ -241,11 +241,13 @@ def test_failure_without_retries_is_final_with_the_exception() -> None:
 
 def test_deadline_exceeded_is_timed_out() -> None:
     taskrun = running(start(make_taskrun(timeoutSeconds=1.5)))
-    decision = decide(taskrun, pod(1, "Failed", reason="DeadlineExceeded"), None, None, T0)
+    stopped = pod(1, "Failed", reason="DeadlineExceeded")
+    stopped["spec"] = {"activeDeadlineSeconds": 32}
+    decision = decide(taskrun, stopped, None, None, T0)
     (patch,) = decision.of(PatchStatus)
     assert patch.fields["state"] == "TimedOut" and patch.fields["stateType"] == "FAILED"
     assert "timeout_seconds=1.5" in patch.fields["message"]
-    assert "activeDeadlineSeconds=2" in patch.fields["message"]
+    assert "ended by the kubelet at activeDeadlineSeconds=32" in patch.fields["message"]
 
 
 def test_timed_out_attempt_is_retried() -> None:

@@ -46,13 +46,16 @@ GOLDEN: dict[str, Any] = {
     },
     "spec": {
         "restartPolicy": "Never",
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
         "automountServiceAccountToken": False,
         "containers": [{
             "name": "task",
             "image": "registry.example/flowpod:1",
             "command": ["python", "-m", "flowpod.pod", "task", "ns/add-abc", "--attempt", "2"],
             "env": [
+                {"name": "FLOWPOD_HOME", "value": "/tmp/flowpod"},
                 {"name": "FLOWPOD_S3_BUCKET", "value": "results"},
                 {"name": "FLOWPOD_S3_PREFIX", "value": "team"},
                 {"name": "FLOWPOD_S3_ENDPOINT", "value": "http://s3:9000"},
@@ -62,7 +65,10 @@ GOLDEN: dict[str, Any] = {
                 {"name": "AWS_SECRET_ACCESS_KEY", "valueFrom": {"secretKeyRef": {
                     "name": "flowpod-s3", "key": "AWS_SECRET_ACCESS_KEY"}}},
             ],
-            "securityContext": {"allowPrivilegeEscalation": False},
+            "securityContext": {"allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]}},
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
         }],
     },
 }
@@ -101,7 +107,8 @@ def test_spec_settings_reach_the_pod() -> None:
     spec = manifest["spec"]
     (container,) = spec["containers"]
     assert container["image"] == "mine:2" and container["imagePullPolicy"] == "IfNotPresent"
-    assert spec["activeDeadlineSeconds"] == 3  # ceil: never shorter than asked
+    # ceil: never shorter than asked; then the allowance, since the pod stops the task itself
+    assert spec["activeDeadlineSeconds"] == 3 + CONFIG.deadline_allowance_seconds
     assert spec["serviceAccountName"] == "runner" and "automountServiceAccountToken" not in spec
     assert spec["nodeSelector"] == {"pool": "cpu"}
     assert spec["tolerations"] == [{"key": "k", "operator": "Exists"}]
@@ -120,7 +127,7 @@ def test_spec_settings_reach_the_pod() -> None:
 def test_no_default_secret_means_no_credential_env() -> None:
     config = OperatorConfig(storage=StorageDefaults(bucket="b", credentials_secret=None))
     env = pod_manifest(taskrun(), 1, config)["spec"]["containers"][0]["env"]
-    assert [item["name"] for item in env] == ["FLOWPOD_S3_BUCKET"]
+    assert [item["name"] for item in env] == ["FLOWPOD_HOME", "FLOWPOD_S3_BUCKET"]
 
 
 def test_pod_names_are_deterministic_and_short() -> None:
@@ -173,7 +180,8 @@ def test_run_as_user_from_env_reaches_task_and_flow_pods() -> None:
     assert OperatorConfig.from_env({}).run_as_user == 1000
     assert OperatorConfig.from_env({"FLOWPOD_OPERATOR_RUN_AS_USER": ""}).run_as_user == 1000
     for manifest in (pod_manifest(taskrun(), 1, config), flow_pod_manifest(flowrun(), 1, config)):
-        assert manifest["spec"]["securityContext"] == {"runAsNonRoot": True, "runAsUser": 4242}
+        assert manifest["spec"]["securityContext"] == {
+            "runAsNonRoot": True, "runAsUser": 4242, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 @pytest.mark.parametrize(
@@ -322,3 +330,14 @@ def test_create_bucket_flag_errors() -> None:
         OperatorConfig.from_env({"FLOWPOD_S3_BUCKET": "b", "FLOWPOD_S3_CREATE_BUCKET": "maybe"})
     with pytest.raises(ValueError, match="FLOWPOD_S3_BUCKET is not"):
         OperatorConfig.from_env({"FLOWPOD_S3_CREATE_BUCKET": "1"})
+
+
+def test_the_deadline_allowance_comes_from_the_environment() -> None:
+    assert OperatorConfig.from_env({}).deadline_allowance_seconds == 30
+    config = OperatorConfig.from_env({"FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS": "5"})
+    manifest = pod_manifest(taskrun(timeoutSeconds=0.5), 1, config)
+    assert manifest["spec"]["activeDeadlineSeconds"] == 1 + 5
+    for bad, why in (("-1", ">= 0"), ("soon", "whole number")):
+        with pytest.raises(ValueError, match=why) as excinfo:
+            OperatorConfig.from_env({"FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS": bad})
+        assert "FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS" in str(excinfo.value)

@@ -6,7 +6,8 @@ imported, or ``spec.code`` unpickled from the store), validate the parameters ag
 type hints before anything runs, then run the flow with the Kubernetes task runner - direct task
 calls run here, submitted ones become TaskRuns owned by the FlowRun - and write the outcome the
 operator reads. Flow retries belong to the operator (a new flow pod per attempt), so the flow runs
-with ``retries=0``; ``spec.timeoutSeconds`` is the pod's ``activeDeadlineSeconds``.
+with ``retries=0``; ``spec.timeoutSeconds`` is applied here, as the flow's own timeout, and the
+pod's ``activeDeadlineSeconds`` (a little longer) is the backstop.
 """
 
 from __future__ import annotations
@@ -143,7 +144,8 @@ def run_flow(store: ResultStore, namespace: str, name: str, attempt: int,
     os.environ[FLOWRUN_NAME_VAR] = name
     os.environ[FLOWRUN_UID_VAR] = flowrun.metadata.uid or ""
     runner = _task_runner(flowrun, namespace)
-    prepared = flow.with_options(retries=0, task_runner=runner)
+    timeout = flowrun.spec.timeout_seconds or flow.timeout_seconds
+    prepared = flow.with_options(retries=0, task_runner=runner, timeout_seconds=timeout)
     state: Any
     try:
         if prepared.isasync:
