@@ -4,7 +4,8 @@
 
 Starts ``flowpod-operator`` as a subprocess (as its ServiceAccount, with the Helm
 chart's RBAC) watching a fresh namespace that also gets the chart's flow-runner RBAC and the S3
-secret, then measures with real pods (the node agent runs each pod as a local Python process):
+secret, then measures with real pods (the kubelet runs each in a container of the flowpod image,
+loaded by ``scripts/cluster image --load``):
 
 (a) submitted tasks: a FlowRun, created with ``flowpod.kubernetes.submit(..., wait=True)``, whose
     flow ``.submit()``s N trivial tasks (each a TaskRun and its own pod). Wall time is from the
@@ -120,7 +121,8 @@ class Cluster:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        env = {**os.environ, **info["env"], "KUBECONFIG": str(kubeconfig)}
+        env = {**os.environ, **info["env"], "KUBECONFIG": str(kubeconfig),
+               "FLOWPOD_OPERATOR_IMAGE": info["image"]}
         self.operator = subprocess.Popen(
             [str(Path(sys.executable).with_name("flowpod-operator")), "-n", ns,
              "--liveness", f"http://127.0.0.1:{port}/healthz"],

@@ -12,11 +12,12 @@ watching a fresh namespace, then measures:
 - cache hits: 1,000 TaskRuns whose cache key has a record: create returned -> Cached seen;
 - operator peak RSS (VmHWM of the operator process).
 
-By default pods are not run by the node agent: the TaskRuns carry a nodeSelector no node has,
+By default pods are not run by the node's kubelet: the TaskRuns carry a nodeSelector no node has,
 and this process plays the kubelet - on each pod ADDED it writes the attempt's Completed outcome
 to S3 and patches the pod's status to Succeeded. That isolates the operator's own cost from
-pod start-up on a 2-core machine (each real pod is a Python process importing flowpod).
-``--real`` lets the node agent run real pods instead (use a smaller --count).
+pod start-up on a 2-core machine (each real pod is a container of the flowpod image).
+``--real`` lets the kubelet run real pods of the image instead (``scripts/cluster image --load``
+first; use a smaller --count).
 
 A benchmark, not a test: prints figures against the targets (PASS/MISS) and exits 0.
 """
@@ -133,7 +134,8 @@ class Bench:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
-        env = {**os.environ, **self.info["env"], "KUBECONFIG": str(kubeconfig)}
+        env = {**os.environ, **self.info["env"], "KUBECONFIG": str(kubeconfig),
+               "FLOWPOD_OPERATOR_IMAGE": self.info["image"]}
         command = [str(Path(sys.executable).with_name("flowpod-operator"))]
         if self.profile:
             # click's main() ends in sys.exit, which would skip writing the profile.
@@ -238,7 +240,7 @@ class Bench:
                     self.final_seen[name] = (time.monotonic(), state)
 
     def _play_kubelet(self, taskrun: str, pod: str) -> None:
-        """What the node agent and the pod would do for a trivial task: a Completed outcome,
+        """What the kubelet and the pod would do for a trivial task: a Completed outcome,
         then the pod Succeeded."""
         from flowpod._payloads import Outcome, write_outcome
 
@@ -347,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--cache-count", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=16)
-    parser.add_argument("--real", action="store_true", help="run real pods (node agent)")
+    parser.add_argument("--real", action="store_true", help="run real pods (the kubelet)")
     parser.add_argument("--rate", type=float, default=None,
                         help="create TaskRuns at this many per second (default: all at once)")
     parser.add_argument("--json", action="store_true")

@@ -102,6 +102,21 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             _run_cluster_script(["down"], cluster_env, timeout=300)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def node_image(cluster: Cluster) -> str:
+    """The flowpod image of this checkout, built from the Dockerfile and loaded into the node.
+
+    ``scripts/cluster image --load`` rebuilds only when the files the image is made from changed
+    (seconds otherwise) and imports only what the node lacks, so pods always run this code.
+    """
+    env = {**os.environ, **cluster.env, "FLOWPOD_CLUSTER_STATE": str(cluster.state_dir)}
+    proc = _run_cluster_script(["image", "--tag", cluster.image, "--load"], env,
+                               timeout=UP_TIMEOUT_SECONDS)
+    if proc.returncode != 0:
+        raise RuntimeError(f"scripts/cluster image --load failed:\n{proc.stderr[-6000:]}")
+    return cluster.image
+
+
 @pytest.fixture(autouse=True)
 def _cluster_env(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every integration test sees the cluster's settings in its environment."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+VERSIONS_FILE = REPO_ROOT / "scripts" / "cluster.d" / "versions.env"
 
 # make(namespace, name, create=True) -> kubernetes ApiClient acting as that ServiceAccount.
 ServiceAccountClient = Callable[..., Any]
@@ -66,6 +67,16 @@ class Cluster:
     def s3(self) -> S3Settings:
         return S3Settings(**self.info["s3"])
 
+    @property
+    def node_ip(self) -> str:
+        """The node's address: where pods reach this machine (API server, MinIO, test stubs)."""
+        return str(self.info["node_ip"])
+
+    @property
+    def image(self) -> str:
+        """The flowpod image built from this checkout and loaded into the node (flowpod:dev)."""
+        return str(self.info["image"])
+
     def kubectl(self, *args: str, check: bool = True, input: str | None = None,
                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run the cluster's kubectl as the admin; raise with its output when `check` fails."""
@@ -77,6 +88,14 @@ class Cluster:
                 f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
             )
         return proc
+
+
+def pinned(name: str) -> str:
+    """A version pinned in scripts/cluster.d/versions.env (the single source of truth)."""
+    for line in VERSIONS_FILE.read_text().splitlines():
+        if line.startswith(f"{name}="):
+            return line.split("=", 1)[1].strip()
+    raise AssertionError(f"{name} is not pinned in {VERSIONS_FILE}")
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:

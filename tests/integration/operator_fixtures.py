@@ -149,17 +149,20 @@ def operator_factory(
     namespace: str,
     tmp_path: Path,
 ) -> Iterator[Callable[..., OperatorProcess]]:
-    """`make(*extra_args, start=True) -> OperatorProcess` for the test's namespace."""
+    """`make(*extra_args, start=True, extra_env=None) -> OperatorProcess` for the test's
+    namespace."""
     create_credentials_secret(cluster, namespace)
     made: list[OperatorProcess] = []
     env = {key: value for key, value in os.environ.items() if key != "KUBECONFIG"}
     env.update(cluster.env)
     env.pop("KUBECONFIG", None)
     env["FLOWPOD_OPERATOR_CREDENTIALS_SECRET"] = CREDENTIALS_SECRET
-    env["FLOWPOD_OPERATOR_IMAGE"] = "flowpod-test:local"
+    env["FLOWPOD_OPERATOR_IMAGE"] = cluster.image
 
-    def make(*extra_args: str, start: bool = True) -> OperatorProcess:
-        proc = OperatorProcess(namespace, operator_kubeconfig, env, tmp_path, list(extra_args))
+    def make(*extra_args: str, start: bool = True,
+             extra_env: dict[str, str] | None = None) -> OperatorProcess:
+        proc = OperatorProcess(namespace, operator_kubeconfig, {**env, **(extra_env or {})},
+                               tmp_path, list(extra_args))
         made.append(proc)
         if start:
             proc.start()

@@ -1,10 +1,11 @@
 """``helm install`` of charts/flowpod on the test cluster, then the README's example FlowRun.
 
-The chart's own Deployment runs the operator: the node agent starts its container's command as a
-local process with the ServiceAccount token the chart binds, the environment the chart writes
-(S3 settings, the credentials Secret by reference, the watched namespace) and the chart's
-runAsUser. Nothing of the operator is started by the test itself, so a missing permission, a
-wrong variable or a wrong Secret reference in the chart fails here. ``helm uninstall`` then
+The chart's own Deployment runs the operator on the node: the kubelet runs the image built from
+this checkout with the ServiceAccount token the chart binds, the environment the chart writes
+(S3 settings, the credentials Secret by reference, the watched namespace), the chart's non-root
+user and read-only root filesystem, and its probes. Nothing of the operator is started by the
+test itself, so a missing permission, a wrong variable or a wrong Secret reference in the chart
+fails here. ``helm uninstall`` then
 removes the release and keeps the CRDs and the runs (crds.keep); before that, ``helm upgrade``
 replaces the operator pod with one running the new settings.
 """
@@ -23,7 +24,6 @@ from .chart import CHART, helm, set_json_args
 from .harness import REPO_ROOT, Cluster, wait_for
 from .operator_fixtures import (  # noqa: F401 - fixtures, used by name
     CREDENTIALS_SECRET,
-    _free_port,
     create_credentials_secret,
     operator_rbac,
 )
@@ -41,6 +41,11 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
 def _get(cluster: Cluster, *args: str) -> dict[str, Any]:
     return dict(yaml.safe_load(cluster.kubectl("get", *args, "-o", "yaml").stdout))
 
@@ -51,15 +56,16 @@ def test_helm_install_runs_the_example_flow_and_uninstall_keeps_the_runs(
 ) -> None:
     s3 = cluster.s3
     release = f"fp-{uuid.uuid4().hex[:6]}"
-    port = _free_port()
+    repository, tag = cluster.image.rsplit(":", 1)
     create_credentials_secret(cluster, namespace)
     values = {
         # The CRDs exist already (the suite applied crds/): the release adopts them.
         "crds.install": True,
         "operator.watchNamespaces": [namespace],
-        "operator.healthPort": port,
         "runNamespaces": [namespace],
-        "pods.image": "flowpod-test:local",
+        # The image built from this checkout and loaded into the node (no registry here).
+        "image.repository": repository,
+        "image.tag": tag,
         "s3.endpoint": s3.endpoint,
         "s3.region": s3.region,
         "s3.bucket": s3.bucket,
@@ -74,11 +80,12 @@ def test_helm_install_runs_the_example_flow_and_uninstall_keeps_the_runs(
         deployment = f"{release}-flowpod-operator"
         cluster.kubectl("rollout", "status", f"deployment/{deployment}", "-n", namespace,
                         "--timeout=120s", timeout=150)
-        # The pod is the operator: its health endpoint answers once kopf's watches run.
-        wait_for(lambda: _healthy(f"http://127.0.0.1:{port}/healthz"), 90,
-                 "the chart's operator to answer /healthz", interval=0.2)
         pod = _get(cluster, "pods", "-n", namespace, "-l",
                    "app.kubernetes.io/component=operator")["items"][0]
+        # The kubelet's probes pass (the rollout waited for Ready), and the health endpoint
+        # answers on the pod's own address once kopf's watches run.
+        assert _ready(pod), pod["status"]
+        assert _healthy(f"http://{pod['status']['podIP']}:8080/healthz")
         assert pod["spec"]["serviceAccountName"] == f"{release}-flowpod-operator"
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
         container = pod["spec"]["containers"][0]
@@ -125,8 +132,9 @@ def test_helm_install_runs_the_example_flow_and_uninstall_keeps_the_runs(
         new_pod = wait_for(replaced, 90, "the upgraded operator pod alone", interval=0.3)
         env = {e["name"]: e.get("value") for e in new_pod["spec"]["containers"][0]["env"]}
         assert env["FLOWPOD_OPERATOR_SUCCESS_EVENTS"] == "1"
-        wait_for(lambda: _healthy(f"http://127.0.0.1:{port}/healthz"), 90,
-                 "the upgraded operator to answer /healthz", interval=0.2)
+        new_name = new_pod["metadata"]["name"]
+        wait_for(lambda: _ready(_get(cluster, "pod", new_name, "-n", namespace)), 90,
+                 "the upgraded operator to be Ready", interval=0.3)
 
         helm(cluster, "uninstall", release, "--namespace", namespace, "--wait")
         installed = False

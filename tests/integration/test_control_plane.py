@@ -1,6 +1,6 @@
 """The test cluster is a real control plane: schema validation, RBAC, garbage collection, service
-accounts, namespaces, S3, and the pinned versions. Pod scheduling and running are tested with the
-node agent (tests/integration/test_node_agent*.py)."""
+accounts, namespaces, S3, and the pinned versions. The node that runs pods is tested in
+tests/integration/test_node.py."""
 
 from __future__ import annotations
 
@@ -13,22 +13,12 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from .harness import REPO_ROOT, Cluster, S3Settings, ServiceAccountClient, wait_for
-
-VERSIONS_FILE = REPO_ROOT / "scripts" / "cluster.d" / "versions.env"
+from .harness import Cluster, S3Settings, ServiceAccountClient, pinned, wait_for
 
 
 def error_message(exc: ApiException) -> str:
     """The `message` of the Status object an API error carries."""
     return str(json.loads(exc.body or "{}").get("message", ""))
-
-
-def pinned(name: str) -> str:
-    """A version pinned in scripts/cluster.d/versions.env (the single source of truth)."""
-    for line in VERSIONS_FILE.read_text().splitlines():
-        if line.startswith(f"{name}="):
-            return line.split("=", 1)[1].strip()
-    raise AssertionError(f"{name} is not pinned in {VERSIONS_FILE}")
 
 
 def test_kubectl_and_server_report_the_pinned_version(cluster: Cluster) -> None:

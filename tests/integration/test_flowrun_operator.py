@@ -3,20 +3,20 @@
 
 Each test gets a fresh namespace, its own operator (as its ServiceAccount) and the flow-runner
 RBAC of the Helm chart. FlowRuns are created by the admin, as `kubectl apply`
-would; entrypoint flows live in a module written to a world-readable folder put on the pods'
-PYTHONPATH through spec.env; spec.code flows are pickled by value into the store, as the SDK
-does. Waits poll conditions with timeouts; nothing sleeps for a fixed time.
+would; entrypoint flows live in a module of a user's image, built FROM the flowpod image with a
+Dockerfile of its own and loaded into the node (`scripts/cluster image --file ... --load`, what
+`docker build` and `kind load` do) and named by spec.image; spec.code flows are pickled by value
+into the store, as the SDK does. Waits poll conditions with timeouts; nothing sleeps for a fixed
+time.
 """
 
 from __future__ import annotations
 
-import shutil
-import stat
-import tempfile
+import os
+import subprocess
 import textwrap
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -24,6 +24,7 @@ import pytest
 from flowpod import flow, task
 from flowpod._payloads import flow_code_key, log_key, read_result
 
+from .harness import REPO_ROOT, Cluster
 from .operator_fixtures import (  # noqa: F401 - fixtures
     OperatorProcess,
     flow_runner_rbac,
@@ -94,16 +95,36 @@ def sum_of_cubes(n: int) -> int:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def flows_dir() -> Iterator[Path]:
-    """A folder the pods (another uid) can read, holding the entrypoint module."""
-    path = Path(tempfile.mkdtemp(prefix="flowpod-flows-"))
-    path.chmod(0o755)
-    module = path / f"fp_flows_{uuid.uuid4().hex[:8]}.py"
-    module.write_text(textwrap.dedent(FLOW_MODULE))
-    module.chmod(stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
-    yield module
-    shutil.rmtree(path, ignore_errors=True)
+FLOWS_DOCKERFILE = """\
+# A user's image: their flows on top of flowpod's.
+ARG BASE
+FROM ${BASE}
+COPY fp_test_flows.py /opt/flows/
+ENV PYTHONPATH=/opt/flows
+"""
+
+
+@dataclass(frozen=True)
+class FlowsImage:
+    image: str
+    module: str = "fp_test_flows"
+
+
+@pytest.fixture(scope="module")
+def flows_dir(cluster: Cluster, node_image: str,
+              tmp_path_factory: pytest.TempPathFactory) -> FlowsImage:
+    """The entrypoint module, in an image built FROM flowpod's and loaded into the node."""
+    context = tmp_path_factory.mktemp("flows-image")
+    (context / "Dockerfile").write_text(FLOWS_DOCKERFILE)
+    (context / "fp_test_flows.py").write_text(textwrap.dedent(FLOW_MODULE))
+    tag = "flowpod-test-flows:dev"
+    env = {**os.environ, **cluster.env, "FLOWPOD_CLUSTER_STATE": str(cluster.state_dir)}
+    proc = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "cluster"), "image", "--file", str(context / "Dockerfile"),
+         "--context", str(context), "--build-arg", f"BASE={node_image}", "--tag", tag, "--load"],
+        capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return FlowsImage(tag)
 
 
 def _store() -> Any:
@@ -120,12 +141,12 @@ def _custom(kube_api: Any) -> Any:
     return client.CustomObjectsApi(kube_api)
 
 
-def create_flowrun(kube_api: Any, namespace: str, module: Path | None, **spec: Any) -> str:
+def create_flowrun(kube_api: Any, namespace: str, flows: FlowsImage | None, **spec: Any) -> str:
     name = f"fr-{uuid.uuid4().hex[:8]}"
-    if module is not None:
-        spec.setdefault("env", []).append({"name": "PYTHONPATH", "value": str(module.parent)})
+    if flows is not None:
+        spec["image"] = flows.image
         if "entrypoint" in spec and spec["entrypoint"].startswith(":"):
-            spec["entrypoint"] = module.stem + spec["entrypoint"]
+            spec["entrypoint"] = flows.module + spec["entrypoint"]
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "FlowRun",
             "metadata": {"name": name, "namespace": namespace}, "spec": spec}
     _custom(kube_api).create_namespaced_custom_object(GROUP, VERSION, namespace, "flowruns", body)
@@ -177,7 +198,7 @@ def history(obj: dict[str, Any]) -> list[str]:
 
 
 def test_entrypoint_flow_completes_with_counts_result_and_logs(
-    kube_api: Any, flow_runner_rbac: str, operator: OperatorProcess, flows_dir: Path
+    kube_api: Any, flow_runner_rbac: str, operator: OperatorProcess, flows_dir: FlowsImage
 ) -> None:
     namespace = flow_runner_rbac
     name = create_flowrun(kube_api, namespace, flows_dir, entrypoint=":sum_of_squares",
@@ -235,7 +256,7 @@ def test_code_flow_completes(
     ids=["unknown-module", "not-a-flow", "bad-parameter", "missing-parameter"],
 )
 def test_unrunnable_flow_fails_with_message(
-    kube_api: Any, flow_runner_rbac: str, operator: OperatorProcess, flows_dir: Path,
+    kube_api: Any, flow_runner_rbac: str, operator: OperatorProcess, flows_dir: FlowsImage,
     spec: dict[str, Any], expected: str,
 ) -> None:
     namespace = flow_runner_rbac
@@ -247,7 +268,7 @@ def test_unrunnable_flow_fails_with_message(
 
 
 def test_flow_retries_start_a_new_flow_pod(
-    kube_api: Any, flow_runner_rbac: str, operator: OperatorProcess, flows_dir: Path
+    kube_api: Any, flow_runner_rbac: str, operator: OperatorProcess, flows_dir: FlowsImage
 ) -> None:
     namespace = flow_runner_rbac
     name = create_flowrun(kube_api, namespace, flows_dir, entrypoint=":always_fails",
@@ -264,18 +285,20 @@ def test_flow_retries_start_a_new_flow_pod(
 
 
 def test_timeout_ends_timed_out(
-    kube_api: Any, flow_runner_rbac: str, operator: OperatorProcess, flows_dir: Path
+    kube_api: Any, flow_runner_rbac: str, operator: OperatorProcess, flows_dir: FlowsImage
 ) -> None:
     namespace = flow_runner_rbac
     name = create_flowrun(kube_api, namespace, flows_dir, entrypoint=":sleeps",
                           parameters={"seconds": 60}, timeoutSeconds=2)
     status = wait_state(kube_api, namespace, name, FINAL, timeout=60)["status"]
     assert status["state"] == "TimedOut", status
-    assert "timeout_seconds=2" in status["message"]
+    # The flow pod stops the flow at its timeout itself, with the local engine's message; the
+    # kubelet's deadline is only the backstop.
+    assert status["message"] == "Flow run exceeded timeout of 2.0 second(s)", status
 
 
 def test_cancel_stops_every_pod(
-    kube_api: Any, flow_runner_rbac: str, operator: OperatorProcess, flows_dir: Path
+    kube_api: Any, flow_runner_rbac: str, operator: OperatorProcess, flows_dir: FlowsImage
 ) -> None:
     namespace = flow_runner_rbac
     name = create_flowrun(kube_api, namespace, flows_dir, entrypoint=":naps_in_tasks",
@@ -302,7 +325,7 @@ def test_cancel_stops_every_pod(
 
 
 def test_ttl_deletes_the_flowrun_and_what_it_owns(
-    kube_api: Any, flow_runner_rbac: str, operator: OperatorProcess, flows_dir: Path
+    kube_api: Any, flow_runner_rbac: str, operator: OperatorProcess, flows_dir: FlowsImage
 ) -> None:
     namespace = flow_runner_rbac
     name = create_flowrun(kube_api, namespace, flows_dir, entrypoint=":sum_of_squares",

@@ -3,8 +3,8 @@
 The repository-statistics example (``examples/flowpod_examples/repo_stats.py``) runs as a FlowRun:
 the operator (as its ServiceAccount) starts a flow pod, the flow pod submits one TaskRun per
 repository, and the result comes back through the store. The offline GitHub stub runs in this
-test process; pods are local processes of the node agent, so they reach it on 127.0.0.1 through
-FLOWPOD_EXAMPLE_API in the FlowRun's env. Flow pods run as the chart's flow-runner
+test process on the node's address, which pods reach through the cluster bridge, and they are
+pointed at it by FLOWPOD_EXAMPLE_API in the FlowRun's env. Flow pods run as the chart's flow-runner
 ServiceAccount and RBAC in the test namespace (the ``flow_runner`` fixture).
 """
 
@@ -37,13 +37,13 @@ REPOS = ["PrefectHQ/prefect", "pallets/click"]
 
 
 @pytest.fixture(scope="module")
-def module_stub() -> Iterator[Any]:
-    """One offline GitHub stand-in for the module, on 127.0.0.1 (pods are local processes)."""
+def module_stub(cluster: Cluster) -> Iterator[Any]:
+    """One offline GitHub stand-in for the module, on the node's address (pods reach it)."""
     if str(EXAMPLES) not in sys.path:
         sys.path.append(str(EXAMPLES))
     from flowpod_examples.stub_api import StubAPI
 
-    stub = StubAPI(page_latency=0).start()
+    stub = StubAPI(page_latency=0, host=cluster.node_ip).start()
     yield stub
     stub.stop()
 

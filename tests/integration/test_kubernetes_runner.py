@@ -2,8 +2,9 @@
 
 The real chain: the runner writes payloads to the cluster's S3 server and creates TaskRuns as the
 admin user; the operator (running as its ServiceAccount, ``operator`` fixture) creates one pod per
-attempt; the node agent runs ``python -m flowpod.pod`` as a local process, which writes results and
-outcomes to S3; the runner's watch sees the final state and reads the result back.
+attempt; the kubelet runs ``python -m flowpod.pod`` in a container of the image built from this
+checkout, which writes results and outcomes to S3; the runner's watch sees the final state and
+reads the result back.
 """
 
 from __future__ import annotations

@@ -59,6 +59,29 @@ def sleep_for(seconds: float) -> str:
     return "done"
 
 
+@task
+def unstoppable(seconds: float) -> str:
+    """Blocks the timer signal the pod's own timeout uses, so only the kubelet can stop it."""
+    import signal
+    import time as _time
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    _time.sleep(seconds)
+    return "done"
+
+
+@task
+def hog(megabytes: int) -> int:
+    data = b"x" * (megabytes << 20)
+    return len(data)
+
+
+@task
+def chatty() -> str:
+    print("hello from the task pod")
+    return "ok"
+
+
 # -- helpers ------------------------------------------------------------------------------------
 
 
@@ -95,6 +118,7 @@ def submit(
     timeout: float | None = None,
     cache_key: str | None = None,
     cache_expiration: float | None = None,
+    resources: dict[str, Any] | None = None,
 ) -> str:
     """Write the payload and create the TaskRun; returns its name."""
     name = name or f"{task_obj.name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
@@ -119,6 +143,7 @@ def submit(
         timeout_seconds=timeout,
         cache_key=cache_key,
         cache_expiration_seconds=cache_expiration,
+        resources=resources,
     )
     _custom(kube_api).create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, spec.to_manifest(name, namespace)
@@ -194,10 +219,48 @@ def test_concurrent_pods(kube_api: Any, namespace: str, operator: OperatorProces
 def test_timeout_ends_timed_out(kube_api: Any, namespace: str, operator: OperatorProcess) -> None:
     name = submit(kube_api, namespace, sleep_for, {"seconds": 60}, timeout=2)
     (pod,) = wait_until(lambda: pods_of(kube_api, namespace, name), 30, "the pod")
-    assert pod["spec"]["activeDeadlineSeconds"] == 2
+    # The pod stops the task at 2 s itself; the kubelet's deadline is the backstop after it.
+    assert pod["spec"]["activeDeadlineSeconds"] == 2 + 30
     taskrun = wait_final(kube_api, namespace, name, timeout=60)
     assert taskrun["status"]["state"] == "TimedOut", taskrun["status"]
     assert "timeout_seconds=2" in taskrun["status"]["message"]
+
+
+def test_a_task_that_cannot_be_stopped_ends_timed_out_at_the_deadline(
+    kube_api: Any, namespace: str, operator_factory: Any
+) -> None:
+    # A short allowance, so the kubelet's deadline comes 2 s after the 1 s timeout.
+    operator_factory(extra_env={"FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS": "2"})
+    name = submit(kube_api, namespace, unstoppable, {"seconds": 600}, timeout=1)
+    taskrun = wait_final(kube_api, namespace, name, timeout=150)
+    assert taskrun["status"]["state"] == "TimedOut", taskrun["status"]
+    (pod,) = pods_of(kube_api, namespace, name)
+    assert pod["status"]["reason"] == "DeadlineExceeded", pod["status"]
+    assert "ended by the kubelet at activeDeadlineSeconds=3" in taskrun["status"]["message"]
+
+
+def test_a_task_over_its_memory_limit_is_oom_killed_crashed_and_retried(
+    kube_api: Any, namespace: str, operator: OperatorProcess
+) -> None:
+    name = submit(kube_api, namespace, hog, {"megabytes": 512}, retries=1, delays=[0],
+                  resources={"limits": {"memory": "96Mi"}})
+    taskrun = wait_final(kube_api, namespace, name, timeout=120)
+    assert taskrun["status"]["state"] == "Crashed", taskrun["status"]
+    assert taskrun["status"]["attempt"] == 2
+    assert states(taskrun).count("Crashed") == 2 and "AwaitingRetry" in states(taskrun)
+    assert "OOMKilled" in taskrun["status"]["message"], taskrun["status"]
+    for pod in pods_of(kube_api, namespace, name):
+        terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+        assert terminated["reason"] == "OOMKilled", terminated
+
+
+def test_kubectl_logs_shows_a_task_pods_output(
+    cluster: Cluster, kube_api: Any, namespace: str, operator: OperatorProcess
+) -> None:
+    name = submit(kube_api, namespace, chatty)
+    assert wait_final(kube_api, namespace, name)["status"]["state"] == "Completed"
+    out = cluster.kubectl("logs", f"{name}-1", "-n", namespace).stdout
+    assert "hello from the task pod" in out, out
 
 
 def test_retries_with_delay_list(kube_api: Any, namespace: str, operator: OperatorProcess) -> None:

@@ -1,1 +1,0 @@
-"""Test-cluster helpers: the node agent that stands in for the kubelet, and its parts."""
