@@ -33,12 +33,14 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.integration.harness import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 README = REPO_ROOT / "README.md"
@@ -180,17 +182,6 @@ def _kubectl_json(sh: Shell, *args: str) -> dict[str, Any]:
     return value
 
 
-def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(1)
-
-
 # -- the quickstart ----------------------------------------------------------------------------
 
 
@@ -247,7 +238,7 @@ def _check_the_install(sh: Shell) -> None:
         rc, _ = sh.run("curl -fsS --max-time 5 http://localhost:30900/minio/health/live", 30)
         return rc == 0
 
-    _wait(answers, 30, "MinIO on localhost:30900")
+    wait_for(answers, 30, "MinIO on localhost:30900", interval=1)
 
 
 def _watch_until_completed(sh: Shell, out: Path, flowrun: str) -> None:
@@ -256,15 +247,14 @@ def _watch_until_completed(sh: Shell, out: Path, flowrun: str) -> None:
     assert rc == 0
     pid = int(pid_text.strip().splitlines()[-1])
 
-    def flowrun_done() -> dict[str, Any] | None:
+    def flowrun_final() -> dict[str, Any] | None:
         status = _kubectl_json(sh, "get", "flowrun", flowrun).get("status") or {}
-        if status.get("state") in ("Failed", "Crashed", "TimedOut", "Cancelled"):
-            raise AssertionError(f"FlowRun {flowrun} ended {status}")
-        return status if status.get("state") == "Completed" else None
+        final = ("Completed", "Failed", "Crashed", "TimedOut", "Cancelled")
+        return status if status.get("state") in final else None
 
-    status = _wait(flowrun_done, 300, f"FlowRun {flowrun} to complete")
-    assert status["tasksSummary"] == "3/3", status
-    _wait(lambda: out.read_text().count("Completed") >= 3, 30, "the watch to show Completed")
+    status = wait_for(flowrun_final, 300, f"FlowRun {flowrun} to finish", interval=1)
+    assert status["state"] == "Completed" and status["tasksSummary"] == "3/3", status
+    wait_for(lambda: out.read_text().count("Completed") >= 3, 30, "the watch to show Completed")
     os.kill(pid, signal.SIGINT)
     rc, _ = sh.run(f"wait {pid}", timeout=30)
     taskruns = _kubectl_json(sh, "get", "taskruns")["items"]
