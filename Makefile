@@ -6,6 +6,9 @@
 #
 #   make image IMAGE=my-flows:1 EXTRA_REQUIREMENTS="pandas==2.2.3 requests"
 #   make kind-cluster kind-load            # then install the chart with image=$(IMAGE)
+#
+# Without Docker, the project's own one-node cluster does the same on Debian 12 (root, Go):
+#   scripts/cluster up; scripts/cluster image --tag $(IMAGE) --load   # see docs/testing.md
 
 IMAGE ?= flowpod:dev
 KIND_CLUSTER ?= flowpod

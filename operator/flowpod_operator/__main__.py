@@ -48,9 +48,11 @@ def main(namespaces: tuple[str, ...], all_namespaces: bool, image: str | None,
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # kopf logs every handled event at INFO: at thousands of TaskRuns that is noise.
+    # kopf logs every handled event at INFO: at thousands of TaskRuns that is noise. So does the
+    # liveness endpoint's server, once per kubelet probe (every few seconds in a pod).
     if not verbose:
         logging.getLogger("kopf").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     handlers.configure(config)
     kopf.run(
         standalone=True,  # one replica; no peering objects required
