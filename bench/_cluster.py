@@ -54,6 +54,15 @@ def apply_chart_rbac(info: dict[str, Any], run_namespace: str | None = None) -> 
             "-f", "-", input=proc.stdout)
 
 
+def percentile(values: list[float], pct: float) -> float:
+    """The nearest-rank percentile ``pct`` of ``values`` (NaN when there are none)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
 def wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll ``predicate`` until it holds; exit the benchmark after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

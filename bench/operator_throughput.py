@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _cluster import apply_chart_rbac, cluster_info, kubectl, wait
+from _cluster import apply_chart_rbac, cluster_info, kubectl, percentile, wait
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP, VERSION, PLURAL = "flowpod.dev", "v1alpha1", "taskruns"
@@ -54,14 +54,6 @@ TARGETS = {"pod_p50_ms": 100.0, "cache_p50_ms": 100.0, "taskruns_per_s": 50.0, "
 
 
 
-
-
-def _percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
 
 
 def _trivial(x: int) -> int:
@@ -387,12 +379,12 @@ def main(argv: list[str] | None = None) -> int:
             "count": len(names),
             "completed": states.count("Completed"),
             "pod_p50_ms": statistics.median(pod_ms),
-            "pod_p99_ms": _percentile(pod_ms, 99),
+            "pod_p99_ms": percentile(pod_ms, 99),
             "taskruns_per_s": throughput,
             "cache_count": args.cache_count,
             "cache_states": sorted(cache_states),
             "cache_p50_ms": statistics.median(cache_ms) if cache_ms else float("nan"),
-            "cache_p99_ms": _percentile(cache_ms, 99),
+            "cache_p99_ms": percentile(cache_ms, 99),
             "rss_mb": bench.operator_rss_mb(),
             "operator_cpu_ms_per_taskrun": cpu_per_run,
         }

@@ -34,7 +34,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from _cluster import ROOT, cluster_info, kubectl
+from _cluster import ROOT, cluster_info, kubectl, percentile
 
 GROUP, VERSION, PLURAL = "flowpod.dev", "v1alpha1", "taskruns"
 CPU_MARK = "FLOWPOD_BENCH_CPU_S"
@@ -53,12 +53,6 @@ WRAPPER = (
 
 def _trivial(x: int) -> int:
     return x + 1
-
-
-def _percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[index]
 
 
 class PodBench:
@@ -170,11 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         "parallel": args.parallel,
         "succeeded": phases.count("Succeeded"),
         "start_p50_ms": statistics.median(start_ms),
-        "start_p99_ms": _percentile(start_ms, 99),
+        "start_p99_ms": percentile(start_ms, 99),
         "done_p50_ms": statistics.median(done_ms),
-        "done_p99_ms": _percentile(done_ms, 99),
+        "done_p99_ms": percentile(done_ms, 99),
         "cpu_p50_ms": statistics.median(cpu) * 1000,
-        "cpu_p99_ms": _percentile(cpu, 99) * 1000,
+        "cpu_p99_ms": percentile(cpu, 99) * 1000,
     }
     if args.json:
         print(json.dumps(figures, indent=2))

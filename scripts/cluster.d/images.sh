@@ -135,19 +135,26 @@ recipe_minio() {
     bh commit --rm --format docker "$ctr" "$ref"
 }
 
-# The Dockerfile as `make image` builds it, PYTHON_IMAGE its one seam (given last, so it wins).
-# --layers reuses the dependency layer (pip install from PyPI) while only the source changes.
-recipe_flowpod() {
-    local work="$1" ref="$2" kv args=() cas=/etc/ssl/certs/ca-certificates.crt tails stage id ctr
-    shift 2
-    image_restore "$(image_dir python-base)/python-base.tar" "$PYTHON_BASE_IMAGE"
+# Any Dockerfile (args: FILE CONTEXT KEY=VALUE...), FROM images in buildah's storage only.
+# --layers reuses unchanged layers, e.g. the flowpod image's dependency layer (pip from PyPI).
+recipe_dockerfile() {
+    local work="$1" ref="$2" file="$3" context="$4" kv args=() cas=/etc/ssl/certs/ca-certificates.crt
+    shift 4
     for kv in "$@"; do args+=(--build-arg "$kv"); done
     # pip in the RUN steps trusts what this machine trusts (a TLS-intercepting proxy re-signs
     # PyPI here): the host's CA bundle is mounted for the build only, never into a layer.
     [[ ! -f "$cas" ]] || args+=(--volume "$cas:$cas:ro")
-    bh bud --format docker --layers --pull=never --force-rm "${args[@]}" \
-        --build-arg "PYTHON_IMAGE=$PYTHON_BASE_IMAGE" --tag "$ref" \
-        --file "$REPO_ROOT/Dockerfile" "$REPO_ROOT" | tee "$work/bud.log"
+    bh bud --format docker --layers --pull=never --force-rm "${args[@]}" --tag "$ref" \
+        --file "$file" "$context"
+}
+
+# The Dockerfile as `make image` builds it, PYTHON_IMAGE its one seam (given last, so it wins).
+recipe_flowpod() {
+    local work="$1" ref="$2" tails stage id ctr
+    shift 2
+    image_restore "$(image_dir python-base)/python-base.tar" "$PYTHON_BASE_IMAGE"
+    recipe_dockerfile "$work" "$ref" "$REPO_ROOT/Dockerfile" "$REPO_ROOT" "$@" \
+        "PYTHON_IMAGE=$PYTHON_BASE_IMAGE" | tee "$work/bud.log"
     # Only the final stage hangs from the tag: name each earlier stage's last image too, or
     # pruning drops the builder's layers, the dependency layer among them.
     tails="$(helper stage-tails "$work/bud.log")"
@@ -160,16 +167,6 @@ recipe_flowpod() {
     bh run --user 1000:1000 "$ctr" -- sh -c \
         "python -c 'import flowpod, flowpod_operator, kopf, boto3' && flowpod --help >/dev/null"
     bh rm "$ctr"
-}
-
-# A user's Dockerfile (args: FILE CONTEXT KEY=VALUE...), FROM images in buildah's storage.
-recipe_dockerfile() {
-    local work="$1" ref="$2" file="$3" context="$4" kv args=() cas=/etc/ssl/certs/ca-certificates.crt
-    shift 4
-    for kv in "$@"; do args+=(--build-arg "$kv"); done
-    [[ ! -f "$cas" ]] || args+=(--volume "$cas:$cas:ro")
-    bh bud --format docker --layers --pull=never --force-rm "${args[@]}" --tag "$ref" \
-        --file "$file" "$context"
 }
 
 # --- keys, archives and buildah's storage --------------------------------------------------------
@@ -199,7 +196,9 @@ image_key() {
             ;;
         *) die "unknown image '$name' (pause, python-base, minio, flowpod or dockerfile)" ;;
     esac
-    { echo "$inputs"; declare -f "recipe_${name//-/_}"; } | sha256sum | cut -c1-16
+    # flowpod's recipe builds through recipe_dockerfile: both are part of what it is made from.
+    { echo "$inputs"; declare -f "recipe_${name//-/_}"
+      [[ "$name" != flowpod ]] || declare -f recipe_dockerfile; } | sha256sum | cut -c1-16
 }
 
 image_dir() {

@@ -31,7 +31,6 @@ NODE_DIR() { echo "$STATE_DIR/node"; }
 CRICTL_CONFIG="$NODE_RUN_DIR/crictl.yaml"
 crictl_node() { "$CRICTL_DIR/bin/crictl" --config "$CRICTL_CONFIG" "$@"; }
 
-
 write_sysctl() { printf '%s\n' "$2" >"/proc/sys/$1"; }
 
 # --- ownership: one node per machine -------------------------------------------------------------
