@@ -80,7 +80,7 @@ class Bench:
         self.final_seen: dict[str, tuple[float, str]] = {}
         self._stop = threading.Event()
         self.operator: subprocess.Popen[bytes] | None = None
-        from flowpod._s3store import store_from_env
+        from flowpod._storage.s3 import store_from_env
 
         store = store_from_env()
         assert store is not None
@@ -234,7 +234,7 @@ class Bench:
     def _play_kubelet(self, taskrun: str, pod: str) -> None:
         """What the kubelet and the pod would do for a trivial task: a Completed outcome,
         then the pod Succeeded."""
-        from flowpod._payloads import Outcome, write_outcome
+        from flowpod._storage.run_files import Outcome, write_outcome
 
         write_outcome(
             self.store,
@@ -272,8 +272,8 @@ class Bench:
 
     def _spec(self, name: str, cache_key: str | None) -> dict[str, Any]:
         from flowpod import task
-        from flowpod._payloads import TaskPayload, write_payload
-        from flowpod._resources import TaskRunSpec
+        from flowpod._contract.resources import TaskRunSpec
+        from flowpod._storage.run_files import TaskPayload, write_payload
 
         trivial = task(_trivial)
         key = write_payload(
@@ -329,7 +329,7 @@ class Bench:
         return names
 
     def seed_cache(self, cache_key: str) -> None:
-        from flowpod._store import CacheStore
+        from flowpod._storage.stores import CacheStore
 
         CacheStore(self.store, lock_dir=self.tmp / "locks").commit(
             cache_key, 2, task_key="bench.trivial", expiration=None

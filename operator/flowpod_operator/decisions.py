@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from flowpod._resources import StateName, TaskRun, state_type_of
-from flowpod._retrying import decide_retry
-from flowpod._store import CacheRecord
+from flowpod._contract.resources import StateName, TaskRun, state_type_of
+from flowpod._contract.retrying import decide_retry
+from flowpod._storage.stores import CacheRecord
 from flowpod_operator.pods import pod_name
 
 __all__ = [
@@ -66,7 +66,7 @@ _FAILED_OUTCOME_STATES = {
 
 
 class OutcomeLike(Protocol):
-    """What the pod wrote about its attempt (``flowpod._payloads.Outcome`` fits)."""
+    """What the pod wrote about its attempt (``flowpod._storage.run_files.Outcome`` fits)."""
 
     @property
     def state(self) -> str: ...

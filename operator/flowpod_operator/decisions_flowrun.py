@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from flowpod._resources import FlowRun, StateName
+from flowpod._contract.resources import FlowRun, StateName
 from flowpod_operator.decisions import (
     FINAL_STATES,
     CreatePod,
@@ -64,7 +64,7 @@ _DONE_KEYS = ("completed", "cached", "failed", "timedOut", "crashed", "cancelled
 
 
 class FlowOutcomeLike(Protocol):
-    """What the flow pod wrote (``flowpod._payloads.FlowOutcome`` fits)."""
+    """What the flow pod wrote (``flowpod._storage.run_files.FlowOutcome`` fits)."""
 
     @property
     def state(self) -> str: ...

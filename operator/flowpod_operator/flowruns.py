@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from flowpod._resources import FlowRun, StateName
+from flowpod._contract.resources import FlowRun, StateName
 from flowpod_operator.decisions import FINAL_STATES, CreatePod, PatchStatus, Requeue
 from flowpod_operator.decisions_flowrun import (
     CancelRun,

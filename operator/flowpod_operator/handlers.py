@@ -27,7 +27,7 @@ from typing import Any
 
 import kopf
 
-from flowpod._resources import GROUP, VERSION, StateName, TaskRun
+from flowpod._contract.resources import GROUP, VERSION, StateName, TaskRun
 from flowpod_operator.decisions import (
     FINAL_STATES,
     CreatePod,

@@ -20,7 +20,7 @@ import socket
 from datetime import UTC, datetime
 from typing import Any
 
-from flowpod._resources import API_VERSION, GROUP, VERSION
+from flowpod._contract.resources import API_VERSION, GROUP, VERSION
 
 __all__ = ["ApiError", "Conflict", "KubeApi"]
 

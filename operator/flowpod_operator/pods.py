@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any, TypeVar
 
-from flowpod._labels import (
+from flowpod._contract.labels import (
     ATTEMPT_LABEL,
     FLOWRUN_LABEL,
     MANAGED_BY_LABEL,
@@ -29,9 +29,9 @@ from flowpod._labels import (
     TASKRUN_LABEL,
     label_value,
 )
-from flowpod._labels import MAX_NAME as _MAX_NAME
-from flowpod._labels import short_hash as _short_hash
-from flowpod._resources import API_VERSION, FlowRun, TaskRun
+from flowpod._contract.labels import MAX_NAME as _MAX_NAME
+from flowpod._contract.labels import short_hash as _short_hash
+from flowpod._contract.resources import API_VERSION, FlowRun, TaskRun
 from flowpod_operator.settings import OperatorConfig
 
 __all__ = [

@@ -20,13 +20,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from flowpod._payloads import FlowOutcome, Outcome, read_flow_outcome, read_outcome
-from flowpod._resources import FlowRun, TaskRun
-from flowpod._store import CacheRecord, CacheStore, ResultStore
+from flowpod._contract.resources import FlowRun, TaskRun
+from flowpod._storage.run_files import FlowOutcome, Outcome, read_flow_outcome, read_outcome
+from flowpod._storage.stores import CacheRecord, CacheStore, ResultStore
 from flowpod_operator.settings import OperatorConfig
 
 if TYPE_CHECKING:
-    from flowpod._s3store import S3ResultStore
+    from flowpod._storage.s3 import S3ResultStore
 
 __all__ = [
     "BucketOwner",
@@ -44,7 +44,7 @@ StorageLocation = tuple[str, str, str | None, str | None]
 
 
 def _default_factory(location: StorageLocation) -> S3ResultStore:
-    from flowpod._s3store import S3ResultStore
+    from flowpod._storage.s3 import S3ResultStore
 
     bucket, prefix, endpoint, region = location
     return S3ResultStore(bucket, prefix, endpoint_url=endpoint, region=region)

@@ -4,7 +4,7 @@ A policy's ``compute_key(task_ctx, inputs, flow_parameters, **kwargs)`` returns 
 "do not cache". Policies combine: ``a + b`` is a CompoundCachePolicy (flattened) whose key hashes
 the non-None keys of its parts, ``policy - "name"`` excludes an input. ``DEFAULT`` is
 ``INPUTS + TASK_SOURCE + RUN_ID``: the run id makes plain tasks cache only within one flow run.
-Keys are hashed with ``flowpod._hashing`` so they are stable across processes and machines.
+Keys are hashed with ``flowpod._common.hashing`` so they are stable across processes and machines.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Inputs(CachePolicy):
 
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> str | None:
-        from flowpod._hashing import hash_objects
+        from flowpod._common.hashing import hash_objects
 
         kept = {k: v for k, v in inputs.items() if k not in self.exclude}
         key = hash_objects(kept)
@@ -123,7 +123,7 @@ class Inputs(CachePolicy):
 
 def _unhashable(task_name: str, name: str, value: Any) -> UnhashableInputError:
     try:
-        from flowpod._hashing import hash_objects
+        from flowpod._common.hashing import hash_objects
 
         hash_objects(value, raise_on_failure=True)
         cause = ""
@@ -142,7 +142,7 @@ class TaskSource(CachePolicy):
 
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> str | None:
-        from flowpod._hashing import hash_objects, source_text
+        from flowpod._common.hashing import hash_objects, source_text
 
         task = getattr(task_ctx, "task", None)
         if task is None:
@@ -167,7 +167,7 @@ class FlowParameters(CachePolicy):
 
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> str | None:
-        from flowpod._hashing import hash_objects
+        from flowpod._common.hashing import hash_objects
 
         if not flow_parameters:
             return None
@@ -202,7 +202,7 @@ class CompoundCachePolicy(CachePolicy):
 
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> str | None:
-        from flowpod._hashing import hash_objects
+        from flowpod._common.hashing import hash_objects
 
         keys = [
             key

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from flowpod.exceptions import MissingContextError
 
 if TYPE_CHECKING:
-    from flowpod._runs import FlowRun, TaskRun
+    from flowpod._engine.runs import FlowRun, TaskRun
     from flowpod.flows import Flow
     from flowpod.task_runners import TaskRunner
     from flowpod.tasks import Task

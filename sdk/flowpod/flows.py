@@ -12,8 +12,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from flowpod._parameters import CallSpec
-from flowpod._retrying import validate_retry_delay_seconds
+from flowpod._common.parameters import CallSpec
+from flowpod._contract.retrying import validate_retry_delay_seconds
 from flowpod.task_runners import TaskRunner, ThreadPoolTaskRunner
 from flowpod.tasks import (
     _check_hooks,
@@ -174,14 +174,13 @@ class Flow(Generic[P, R]):
         return self._spec.validate(parameters, self.name)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        from flowpod import _flow_engine
-
+        import flowpod._engine.flow_engine as _flow_engine
         return_state = bool(kwargs.pop("return_state", False))
         wait_for = kwargs.pop("wait_for", None)
         if wait_for:
             # A subflow may wait on tasks of its parent: block until they are final (an upstream
             # that did not complete raises UpstreamTaskError, as it would for a task).
-            from flowpod._task_inputs import resolve_inputs
+            from flowpod._engine.inputs import resolve_inputs
 
             resolve_inputs({}, wait_for)
         if self.isasync:

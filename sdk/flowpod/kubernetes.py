@@ -16,7 +16,8 @@ watch per runner follows all of its TaskRuns (label ``flowpod.dev/runner``); a T
 reaches a final state resolves its future with the result read back from the store, or with the
 task's own exception when the pod could pickle it.
 
-``flowpod._taskrun_api.TaskRunApi`` makes every Kubernetes API call (the seam unit tests replace).
+``flowpod._kube.taskrun_api.TaskRunApi`` makes every Kubernetes API call (the seam unit tests
+replace).
 The ``kubernetes`` client, boto3 and pydantic are imported on first use, never by
 ``import flowpod``.
 """
@@ -35,17 +36,17 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from flowpod._flowrun_submit import FlowRunHandle, StorageViews, storage_views, submit
-from flowpod._labels import FLOWRUN_LABEL, RUNNER_LABEL, TASK_LABEL, label_value
-from flowpod._taskrun_api import TaskRunApi, WatchExpired
+from flowpod._contract.labels import FLOWRUN_LABEL, RUNNER_LABEL, TASK_LABEL, label_value
+from flowpod._kube.submit import FlowRunHandle, StorageViews, storage_views, submit
+from flowpod._kube.taskrun_api import TaskRunApi, WatchExpired
 from flowpod.futures import FlowpodFuture
 from flowpod.task_runners import TaskRunner
 
 if TYPE_CHECKING:
-    from flowpod._resources import StorageSpec
-    from flowpod._runs import TaskRun
-    from flowpod._store import ResultStore
-    from flowpod._task_engine import Submission
+    from flowpod._contract.resources import StorageSpec
+    from flowpod._engine.runs import TaskRun
+    from flowpod._engine.task_engine import Submission
+    from flowpod._storage.stores import ResultStore
     from flowpod.states import State
     from flowpod.tasks import Task
 
@@ -291,7 +292,7 @@ class KubernetesTaskRunner(TaskRunner):
                     "FLOWPOD_S3_BUCKET (and FLOWPOD_S3_ENDPOINT / FLOWPOD_S3_PREFIX), or pass "
                     "store=<ResultStore> pointing at the operator's default storage"
                 )
-            from flowpod._s3store import S3ResultStore
+            from flowpod._storage.s3 import S3ResultStore
 
             self._store = S3ResultStore.from_storage(spec)
         return self._store
@@ -311,8 +312,7 @@ class KubernetesTaskRunner(TaskRunner):
         parameters: dict[str, Any],
         wait_for: Any = None,
     ) -> FlowpodFuture[Any]:
-        from flowpod import _task_engine
-
+        import flowpod._engine.task_engine as _task_engine
         sub = _task_engine.prepare_submission(task, parameters, wait_for)
         future: KubernetesTaskFuture[Any] = KubernetesTaskFuture(sub.task_run)
         with self._lock:
@@ -323,7 +323,7 @@ class KubernetesTaskRunner(TaskRunner):
 
     def _create(self, sub: Submission, future: KubernetesTaskFuture[Any]) -> None:
         """Resolve inputs, write the payload, create the TaskRun (in a submit worker)."""
-        from flowpod._task_inputs import resolve_inputs
+        from flowpod._engine.inputs import resolve_inputs
         from flowpod.exceptions import UpstreamTaskError
         from flowpod.states import NotReady, exception_to_failed_state
 
@@ -349,8 +349,8 @@ class KubernetesTaskRunner(TaskRunner):
                 exc, "Could not submit the task run to Kubernetes:"))
 
     def _prepare(self, sub: Submission, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        from flowpod import _task_engine
-        from flowpod._payloads import FlowRunInfo, TaskPayload, write_payload
+        import flowpod._engine.task_engine as _task_engine
+        from flowpod._storage.run_files import FlowRunInfo, TaskPayload, write_payload
 
         task, task_run, flow_ctx = sub.task, sub.task_run, sub.flow_ctx
         log_prints = _task_engine.effective_log_prints(task, flow_ctx, sub.parent)
@@ -388,7 +388,7 @@ class KubernetesTaskRunner(TaskRunner):
     def _manifest(self, name: str, namespace: str, task: Task[Any, Any], task_run: TaskRun,
                   payload_ref: str, cache_key: str | None, expiration: float | None,
                   retries: int, delays: list[float]) -> dict[str, Any]:
-        from flowpod._resources import TaskRunSpec
+        from flowpod._contract.resources import TaskRunSpec
 
         env: Any = self.env
         if isinstance(env, Mapping):
@@ -420,7 +420,7 @@ class KubernetesTaskRunner(TaskRunner):
         labels = {RUNNER_LABEL: self.runner_id, TASK_LABEL: label_value(task.name)}
         owners = None
         if flowrun_name and flowrun_uid:
-            from flowpod._resources import API_VERSION
+            from flowpod._contract.resources import API_VERSION
 
             labels[FLOWRUN_LABEL] = label_value(flowrun_name)
             owners = [{"apiVersion": API_VERSION, "kind": "FlowRun", "name": flowrun_name,
@@ -495,7 +495,7 @@ class KubernetesTaskRunner(TaskRunner):
         self._executor().submit(lambda: self._finish(future, _safely(build, name)))
 
     def _finish(self, future: KubernetesTaskFuture[Any], state: State[Any]) -> None:
-        from flowpod._task_attempt import tlog
+        from flowpod._engine.attempts import tlog
 
         if future._resolve(state):
             from flowpod.states import StateType
@@ -505,7 +505,7 @@ class KubernetesTaskRunner(TaskRunner):
 
     def _final_from_status(self, name: str, future: KubernetesTaskFuture[Any],
                            status: Mapping[str, Any]) -> State[Any]:
-        from flowpod._payloads import read_exception, read_outcome, read_result
+        from flowpod._storage.run_files import read_exception, read_outcome, read_result
         from flowpod.states import State, StateType
 
         state_name = str(status["state"])
@@ -538,14 +538,14 @@ class KubernetesTaskRunner(TaskRunner):
     def _serializer_for(self, store: ResultStore, name: str, ref: str,
                         status: Mapping[str, Any]) -> str:
         if ref.startswith("cache/"):
-            from flowpod._store import CacheRecord
+            from flowpod._storage.stores import CacheRecord
 
             try:
                 record_key = ref[: -len(".value")] + ".json" if ref.endswith(".value") else ref
                 return CacheRecord.from_json(store.get(record_key)).serializer
             except Exception:  # noqa: BLE001 - fall back to the outcome / default
                 pass
-        from flowpod._payloads import read_outcome
+        from flowpod._storage.run_files import read_outcome
 
         attempt = int(status.get("attempt") or 0)
         if attempt >= 1:

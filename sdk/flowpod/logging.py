@@ -79,7 +79,7 @@ def setup_logging() -> None:
     Called at the start of every run, so it must stay cheap: one settings lookup and a comparison.
     """
     global _configured_level, _handler
-    from flowpod._settings import get_settings
+    from flowpod._common.settings import get_settings
 
     level = get_settings().logging_level.upper()
     if level == _configured_level:

@@ -97,8 +97,7 @@ class ThreadPoolTaskRunner(TaskRunner):
         parameters: dict[str, Any],
         wait_for: Any = None,
     ) -> FlowpodFuture[Any]:
-        from flowpod import _task_engine
-
+        import flowpod._engine.task_engine as _task_engine
         run = _task_engine.prepare_submission(task, parameters, wait_for)
         context = contextvars.copy_context()
         future = self._pool().submit(context.run, _task_engine.execute_submission, run)

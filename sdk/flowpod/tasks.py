@@ -4,7 +4,7 @@ Calling a task runs it inline (in a flow: named ``<task>-<n>``; outside one: nam
 ``.submit()`` hands it to the flow's task runner and returns a future; ``.map()`` submits one run
 per element of its iterable arguments. Every argument is checked when the decorator runs, so a
 mistake fails at import time with a message that says what is accepted. The run itself is the
-engine's (``flowpod._task_engine``).
+engine's (``flowpod._engine.task_engine``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from flowpod import _task_engine, _task_generators
-from flowpod._hashing import compute_task_key, task_input_hash
-from flowpod._parameters import CallSpec
-from flowpod._retrying import (
+import flowpod._engine.generators as _task_generators
+import flowpod._engine.task_engine as _task_engine
+from flowpod._common.hashing import compute_task_key, task_input_hash
+from flowpod._common.parameters import CallSpec
+from flowpod._contract.retrying import (
     exponential_backoff,
     validate_retry_delay_seconds,
     validate_retry_jitter_factor,
@@ -31,7 +32,7 @@ from flowpod.futures import FlowpodFuture, FlowpodFutureList
 from flowpod.utilities.annotations import quote, unmapped
 
 if TYPE_CHECKING:
-    from flowpod._store import CacheStore
+    from flowpod._storage.stores import CacheStore
 
 __all__ = ["Task", "exponential_backoff", "task", "task_input_hash"]
 
@@ -117,7 +118,7 @@ def _check_serializer(value: Any) -> None:
 def _check_storage(value: Any) -> None:
     if value is None or isinstance(value, str | Path):
         return
-    from flowpod._store import ResultStore
+    from flowpod._storage.stores import ResultStore
 
     if not isinstance(value, ResultStore):
         raise TypeError(
@@ -314,7 +315,7 @@ class Task(Generic[P, R]):
         if self.result_storage is None:
             if flow is not None and flow.result_storage is not None:
                 return _store_for(flow)
-            from flowpod._store import default_cache_store
+            from flowpod._storage.stores import default_cache_store
 
             return default_cache_store()
         return _store_for(self)
@@ -433,7 +434,7 @@ def _store_for(owner: Any) -> CacheStore:
     """The CacheStore over ``owner.result_storage`` (a folder path or a ResultStore), memoised."""
     store: CacheStore | None = owner.__dict__.get("_store")
     if store is None:
-        from flowpod._store import CacheStore, LocalResultStore
+        from flowpod._storage.stores import CacheStore, LocalResultStore
 
         backend = owner.result_storage
         if isinstance(backend, str | Path):

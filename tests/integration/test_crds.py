@@ -11,8 +11,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from flowpod._crdgen import default_output_dir
-from flowpod._resources import GROUP, VERSION, FlowRun, FlowRunSpec, TaskRun, TaskRunSpec
+from flowpod._cli.crds import default_output_dir
+from flowpod._contract.resources import GROUP, VERSION, FlowRun, FlowRunSpec, TaskRun, TaskRunSpec
 
 from .harness import Cluster
 

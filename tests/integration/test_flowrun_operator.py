@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from flowpod import flow, task
-from flowpod._payloads import flow_code_key, log_key, read_result
+from flowpod._storage.run_files import flow_code_key, log_key, read_result
 
 from .harness import REPO_ROOT, Cluster
 from .operator_fixtures import (  # noqa: F401 - fixtures
@@ -128,7 +128,7 @@ def flows_dir(cluster: Cluster, node_image: str,
 
 
 def _store() -> Any:
-    from flowpod._s3store import store_from_env
+    from flowpod._storage.s3 import store_from_env
 
     store = store_from_env()
     assert store is not None, "the cluster's S3 settings are not in the environment"
@@ -229,7 +229,7 @@ def test_entrypoint_flow_completes_with_counts_result_and_logs(
 def test_code_flow_completes(
     kube_api: Any, flow_runner_rbac: str, operator: OperatorProcess
 ) -> None:
-    from flowpod._flowrun_submit import dump_flow  # what `flowpod submit` stores
+    from flowpod._kube.submit import dump_flow  # what `flowpod submit` stores
 
     namespace = flow_runner_rbac
     name = f"fr-{uuid.uuid4().hex[:8]}"

@@ -104,7 +104,7 @@ def flowrun_obj(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
 
 
 def handle_for(namespace: str, name: str) -> Any:
-    from flowpod._flowrun_api import FlowRunApi
+    from flowpod._kube.flowrun_api import FlowRunApi
     from flowpod.kubernetes import FlowRunHandle
 
     return FlowRunHandle(name, namespace, api=FlowRunApi())

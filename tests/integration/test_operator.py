@@ -3,7 +3,8 @@
 
 Each test gets a fresh namespace and its own operator subprocess (running as the
 ``flowpod-operator`` ServiceAccount, RBAC from the Helm chart). Task payloads are
-written with ``flowpod._payloads``, as the KubernetesTaskRunner does, and the TaskRun objects are
+written with ``flowpod._storage.run_files``, as the KubernetesTaskRunner does, and the TaskRun
+objects are
 created by the admin. Waits poll conditions with timeouts; nothing sleeps for a fixed time.
 """
 
@@ -16,8 +17,8 @@ from typing import Any
 import pytest
 
 from flowpod import task
-from flowpod._payloads import TaskPayload, read_result, write_payload
-from flowpod._resources import TaskRunSpec
+from flowpod._contract.resources import TaskRunSpec
+from flowpod._storage.run_files import TaskPayload, read_result, write_payload
 
 from .harness import Cluster
 from .operator_fixtures import (  # noqa: F401 - fixtures
@@ -98,7 +99,7 @@ def _core(kube_api: Any) -> Any:
 
 
 def _store() -> Any:
-    from flowpod._s3store import store_from_env
+    from flowpod._storage.s3 import store_from_env
 
     store = store_from_env()
     assert store is not None, "the cluster's S3 settings are not in the environment"

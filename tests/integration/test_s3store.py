@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from flowpod._s3store import MIN_PART_SIZE, S3ResultStore, store_from_env
-from flowpod._store import CacheStore, LocalResultStore
+from flowpod._storage.s3 import MIN_PART_SIZE, S3ResultStore, store_from_env
+from flowpod._storage.stores import CacheStore, LocalResultStore
 from flowpod.exceptions import ResultNotFound
 
 from .harness import Cluster, S3Settings, wait_for
@@ -303,7 +303,7 @@ def test_an_outage_longer_than_the_budget_names_endpoint_and_bucket(
         endpoint = f"http://127.0.0.1:{proxy.port}"
         store = make_store(s3, prefix, endpoint=endpoint, retry_budget_seconds=2)
         proxy.go_down()
-        from flowpod._s3store import S3StoreUnavailable
+        from flowpod._storage.s3 import S3StoreUnavailable
 
         with pytest.raises(S3StoreUnavailable) as info:
             store.put("never", b"x")

@@ -17,7 +17,7 @@ import pytest
 from _engine_support import capture_logs
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from flowpod._s3store import S3ResultStore, S3StoreError, S3StoreUnavailable
+from flowpod._storage.s3 import S3ResultStore, S3StoreError, S3StoreUnavailable
 from flowpod_operator.settings import OperatorConfig, StorageDefaults
 from flowpod_operator.store import (
     StorageLocation,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from flowpod import _crdgen
+import flowpod._cli.crds as _crdgen
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "flowpod"

@@ -14,8 +14,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from flowpod._cli import format_result, main, parse_param, parse_params
-from flowpod._settings import get_settings, profile_path
+from flowpod._cli.main import format_result, main, parse_param, parse_params
+from flowpod._common.settings import get_settings, profile_path
 
 
 @pytest.fixture(autouse=True)
@@ -298,7 +298,7 @@ def test_python_dash_m_and_light_import() -> None:
             sys.executable,
             "-c",
             "import sys, runpy; sys.argv = ['flowpod', '--help']; "
-            "import flowpod._cli; "
+            "import flowpod._cli.main; "
             "heavy = [m for m in ('pydantic', 'kubernetes', 'kopf', 'boto3') "
             "if m in sys.modules]; print('HEAVY', heavy)",
         ],

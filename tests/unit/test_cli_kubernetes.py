@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 from test_submit_units import FakeFlowRunApi
 
-from flowpod import _cli_kubernetes
-from flowpod._cli import main
-from flowpod._cli_kubernetes import format_table, interleave_logs
-from flowpod._store import MemoryResultStore
+import flowpod._cli.kubernetes as _cli_kubernetes
+from flowpod._cli.kubernetes import format_table, interleave_logs
+from flowpod._cli.main import main
+from flowpod._storage.stores import MemoryResultStore
 
 FLOW_FILE = textwrap.dedent("""
     from flowpod import flow, task

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from flowpod import flow, task
-from flowpod._flowrun_api import FlowRunApi, NotFound
-from flowpod._flowrun_submit import storage_views
-from flowpod._resources import StorageSpec
-from flowpod._s3store import S3ResultStore
-from flowpod._store import MemoryResultStore
+from flowpod._contract.resources import StorageSpec
+from flowpod._kube.flowrun_api import FlowRunApi, NotFound
+from flowpod._kube.submit import storage_views
+from flowpod._storage.s3 import S3ResultStore
+from flowpod._storage.stores import MemoryResultStore
 from flowpod.exceptions import ConfigurationError
 from flowpod.kubernetes import KubernetesTaskRunner, TaskRunApi, submit
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from flowpod import _crdgen
-from flowpod._crdgen import (
+import flowpod._cli.crds as _crdgen
+from flowpod._cli.crds import (
     HEADER,
     SchemaConversionError,
     check_crds,
@@ -204,7 +204,7 @@ def test_check_reports_missing_stale_and_extra_files(tmp_path: Path) -> None:
 def test_cli_crds_check_exit_codes(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from flowpod._cli import main
+    from flowpod._cli.main import main
 
     runner = CliRunner()
     stale = runner.invoke(main, ["crds", "--check", "--out", str(tmp_path)])

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from flowpod._hashing import (
+from flowpod._common.hashing import (
     compute_task_key,
     hash_objects,
     source_text,
@@ -42,7 +42,7 @@ SAMPLES: list[Any] = [
 def _hash_in_subprocess(seed: str) -> list[str]:
     code = (
         f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-        "from test_hashing import SAMPLES; from flowpod._hashing import hash_objects; "
+        "from test_hashing import SAMPLES; from flowpod._common.hashing import hash_objects; "
         "print(json.dumps([hash_objects(s) for s in SAMPLES]))"
     )
     env = {**os.environ, "PYTHONHASHSEED": seed}
@@ -125,7 +125,7 @@ def test_task_key_is_stable_across_processes(tmp_path: Path) -> None:
     (tmp_path / "keymod.py").write_text("def work(x):\n    return x\n")
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import keymod; "
-        "from flowpod._hashing import compute_task_key; "
+        "from flowpod._common.hashing import compute_task_key; "
         "print(compute_task_key('work', keymod.work, {'b', 'a', 'c'}))"
     )
     keys = {

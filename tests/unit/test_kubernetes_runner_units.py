@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 
 from flowpod import flow, task
-from flowpod._payloads import read_payload
-from flowpod._resources import TaskRun as TaskRunObject
-from flowpod._retrying import decide_retry
-from flowpod._store import CacheStore, LocalResultStore, ResultStore
+from flowpod._contract.resources import TaskRun as TaskRunObject
+from flowpod._contract.retrying import decide_retry
+from flowpod._storage.run_files import read_payload
+from flowpod._storage.stores import CacheStore, LocalResultStore, ResultStore
 from flowpod.exceptions import UpstreamTaskError
 from flowpod.futures import as_completed
 from flowpod.kubernetes import (
@@ -517,7 +517,7 @@ def test_kubeconfig_set_after_the_client_was_imported_is_honoured(
 ) -> None:
     import kubernetes.config  # noqa: F401 - imported while KUBECONFIG is unset
 
-    from flowpod._taskrun_api import TaskRunApi
+    from flowpod._kube.taskrun_api import TaskRunApi
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from flowpod._labels import label_value
+from flowpod._contract.labels import label_value
 
 VALID = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from flowpod._resources import FlowRun, ImagePullPolicy, TaskRun
+from flowpod._contract.resources import FlowRun, ImagePullPolicy, TaskRun
 from flowpod_operator.pods import flow_pod_manifest, label_value, pod_manifest, pod_name
 from flowpod_operator.settings import OperatorConfig, PodDefaults, StorageDefaults
 

@@ -13,9 +13,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from flowpod._payloads import Outcome
-from flowpod._resources import TaskRun
-from flowpod._store import CacheRecord
+from flowpod._contract.resources import TaskRun
+from flowpod._storage.run_files import Outcome
+from flowpod._storage.stores import CacheRecord
 from flowpod_operator.handlers import Reconciler
 from flowpod_operator.kube import Conflict
 from flowpod_operator.settings import OperatorConfig, StorageDefaults

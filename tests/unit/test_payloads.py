@@ -1,4 +1,4 @@
-"""Payload, outcome, result and exception records in the store (flowpod._payloads)."""
+"""Payload, outcome, result and exception records in the store (flowpod._storage.run_files)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from flowpod import task
-from flowpod._payloads import (
+from flowpod._storage.run_files import (
     PAYLOAD_VERSION,
     FlowRunInfo,
     Outcome,
@@ -30,7 +30,7 @@ from flowpod._payloads import (
     write_payload,
     write_result,
 )
-from flowpod._store import MemoryResultStore
+from flowpod._storage.stores import MemoryResultStore
 from flowpod.exceptions import ResultNotFound, SerializationError
 
 
@@ -93,7 +93,7 @@ def test_test_module_functions_are_pickled_by_value() -> None:
     # installed packages (and flowpod itself) stay references.
     import sys
 
-    from flowpod._payloads import _modules_to_pickle_by_value
+    from flowpod._storage.run_files import _modules_to_pickle_by_value
 
     assert _modules_to_pickle_by_value(double) == [sys.modules[__name__]]
     from flowpod.cache_policies import INPUTS

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from flowpod import flow, task
-from flowpod._payloads import (
+from flowpod._storage.run_files import (
     TaskPayload,
     flow_code_key,
     log_key,
@@ -21,7 +21,7 @@ from flowpod._payloads import (
     read_result,
     write_payload,
 )
-from flowpod._store import LocalResultStore
+from flowpod._storage.stores import LocalResultStore
 from flowpod.pod._flow import run_flow
 
 NS = "team-a"
@@ -82,7 +82,7 @@ def test_entrypoint_flow_completes_and_stores_its_result(store: LocalResultStore
 
 
 def test_stored_code_flow_runs(store: LocalResultStore) -> None:
-    from flowpod._flowrun_submit import dump_flow  # what `flowpod submit` stores
+    from flowpod._kube.submit import dump_flow  # what `flowpod submit` stores
 
     key = flow_code_key(NS, "fr-1")
     store.put(key, dump_flow(doubler.with_options(name="stored")))

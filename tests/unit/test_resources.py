@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from flowpod._resources import (
+from flowpod._contract.resources import (
     API_VERSION,
     FlowRun,
     FlowRunSpec,

@@ -9,7 +9,7 @@ import pytest
 from _engine_support import capture_logs
 
 from flowpod import flow, runtime, task
-from flowpod._retrying import jitter_bounds
+from flowpod._contract.retrying import jitter_bounds
 from flowpod.context import TaskRunContext
 from flowpod.tasks import exponential_backoff
 
@@ -185,7 +185,7 @@ def test_defaults_from_settings_and_decorator_wins(monkeypatch: pytest.MonkeyPat
 
 
 def test_defaults_from_the_profile_file() -> None:
-    from flowpod._settings import set_profile_values
+    from flowpod._common.settings import set_profile_values
 
     set_profile_values({"FLOWPOD_TASK_DEFAULT_RETRIES": "1"})
     flaky, attempts, _ = _flaky(1)

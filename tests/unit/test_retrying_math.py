@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from flowpod._retrying import (
+from flowpod._contract.retrying import (
     MAX_RETRY_DELAYS,
     RetryDecision,
     decide_retry,

@@ -20,14 +20,14 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from flowpod._s3store import (
+from flowpod._storage.s3 import (
     MIN_PART_SIZE,
     S3ResultStore,
     S3StoreError,
     S3StoreUnavailable,
     store_from_env,
 )
-from flowpod._store import CacheStore
+from flowpod._storage.stores import CacheStore
 from flowpod.exceptions import ResultNotFound
 
 ENDPOINT = "http://s3.test:9000"
@@ -390,7 +390,7 @@ def test_real_client_is_built_lazily_with_our_config(monkeypatch: pytest.MonkeyP
 
 
 def test_store_from_a_run_storage_spec() -> None:
-    from flowpod._resources import StorageSpec
+    from flowpod._contract.resources import StorageSpec
 
     spec = StorageSpec.model_validate(
         {"bucket": "results", "prefix": "team-a", "endpoint": ENDPOINT,
@@ -406,7 +406,7 @@ def test_importing_the_store_does_not_import_boto3() -> None:
     import sys
 
     code = (
-        "import sys, flowpod._s3store; "
+        "import sys, flowpod._storage.s3; "
         "print(sorted(m for m in ('boto3', 'botocore') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

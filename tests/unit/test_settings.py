@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flowpod import _settings
-from flowpod._settings import (
+import flowpod._common.settings as _settings
+from flowpod._common.settings import (
     active_profile,
     describe_settings,
     get_settings,
@@ -106,7 +106,7 @@ def test_profile_values_apply_and_environment_wins(monkeypatch: pytest.MonkeyPat
 def test_profile_values_apply_in_a_fresh_process(flowpod_home: Path) -> None:
     set_profile_values({"task_default_retries": "7", "logging_level": "warning"})
     code = (
-        "from flowpod._settings import get_settings; s = get_settings(); "
+        "from flowpod._common.settings import get_settings; s = get_settings(); "
         "print(s.task_default_retries, s.logging_level, s.home)"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWPOD_")}
@@ -253,7 +253,7 @@ def test_known_settings_describe_every_field() -> None:
 
 def test_concurrent_config_set_from_two_processes_loses_nothing(flowpod_home: Path) -> None:
     code = (
-        "import sys; from flowpod._settings import set_profile_values\n"
+        "import sys; from flowpod._common.settings import set_profile_values\n"
         "for i in range(30): set_profile_values({sys.argv[1]: str(i)})\n"
     )
     env = {**os.environ, "FLOWPOD_HOME": str(flowpod_home)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from flowpod._names import ADJECTIVES, ANIMALS, generate_slug
+from flowpod._common.names import ADJECTIVES, ANIMALS, generate_slug
 
 WORD = re.compile(r"[a-z]+")
 

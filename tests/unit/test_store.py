@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from flowpod._store import (
+from flowpod._storage.stores import (
     CacheRecord,
     CacheStore,
     JSONSerializer,

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from flowpod import flow, task
-from flowpod._flowrun_api import FlowRunApi, NotFound
-from flowpod._flowrun_submit import flow_code_key, flowrun_object_name, progress_line
-from flowpod._store import MemoryResultStore
+from flowpod._kube.flowrun_api import FlowRunApi, NotFound
+from flowpod._kube.submit import flow_code_key, flowrun_object_name, progress_line
+from flowpod._storage.stores import MemoryResultStore
 from flowpod.exceptions import ConfigurationError, FailedRun
 from flowpod.kubernetes import FlowRunHandle, submit
 
@@ -226,7 +226,7 @@ def test_a_helper_module_next_to_the_flow_file_travels_by_value(tmp_path: Any) -
     try:
         import flow_mod_x1  # type: ignore[import-not-found]
 
-        from flowpod._flowrun_submit import dump_flow
+        from flowpod._kube.submit import dump_flow
 
         data = dump_flow(flow_mod_x1.loud)
     finally:

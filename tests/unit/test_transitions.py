@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from flowpod._retrying import RetryDecision
-from flowpod._transitions import failure_log, state_after_failure
+from flowpod._contract.retrying import RetryDecision
+from flowpod._engine.transitions import failure_log, state_after_failure
 from flowpod.states import Failed, exception_to_failed_state
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from flowpod._store import ResultStore
+    from flowpod._storage.stores import ResultStore
 
 __all__ = ["STORE_PATH_VAR", "main", "store_for_pod"]
 
@@ -53,10 +53,10 @@ def store_for_pod() -> ResultStore:
     """The store this pod's environment names: ``FLOWPOD_STORE_PATH``, else S3 from the env."""
     path = os.environ.get(STORE_PATH_VAR, "").strip()
     if path:
-        from flowpod._store import LocalResultStore
+        from flowpod._storage.stores import LocalResultStore
 
         return LocalResultStore(Path(path))
-    from flowpod._s3store import store_from_env
+    from flowpod._storage.s3 import store_from_env
 
     store = store_from_env()
     if store is None:
@@ -125,7 +125,7 @@ def _capture_output() -> io.StringIO:
 def _upload_log(store: ResultStore, namespace: str, name: str, attempt: int,
                 copy: io.StringIO) -> None:
     """Best effort: a log that cannot be stored must not change the attempt's result."""
-    from flowpod._payloads import log_key
+    from flowpod._storage.run_files import log_key
 
     sys.stdout.flush()
     try:

@@ -18,11 +18,11 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from flowpod._payloads import FlowOutcome, flow_result_key, write_flow_outcome
+from flowpod._storage.run_files import FlowOutcome, flow_result_key, write_flow_outcome
 from flowpod.pod._task import outcome_state_name
 
 if TYPE_CHECKING:
-    from flowpod._store import ResultStore
+    from flowpod._storage.stores import ResultStore
     from flowpod.flows import Flow
 
 __all__ = ["FlowLoadError", "load_flow", "read_flowrun", "run_flow"]
@@ -128,7 +128,7 @@ def _failed(store: ResultStore, namespace: str, name: str, attempt: int,
 def run_flow(store: ResultStore, namespace: str, name: str, attempt: int,
              reader: FlowRunReader = read_flowrun) -> FlowOutcome:
     """Run attempt ``attempt`` of FlowRun ``namespace/name`` and write its outcome."""
-    from flowpod._resources import FlowRun
+    from flowpod._contract.resources import FlowRun
 
     try:
         flowrun = FlowRun.from_object(reader(namespace, name))
@@ -165,7 +165,7 @@ def run_flow(store: ResultStore, namespace: str, name: str, attempt: int,
     result_ref: str | None = None
     message = state.message
     if state_name == "Completed":
-        from flowpod._store import get_serializer
+        from flowpod._storage.stores import get_serializer
 
         try:
             value = state.result()

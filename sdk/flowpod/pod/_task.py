@@ -3,7 +3,7 @@
 ``run_task`` is what ``python -m flowpod.pod task <ns>/<name> --attempt N`` does after choosing a
 store: read the payload, rebuild the task-run record (id, name, tags, run count = N) and the flow
 run's context (so ``flowpod.runtime`` and ``get_run_logger`` behave as in the local engine), run
-one attempt with ``flowpod._task_attempt``, ask ``retry_condition_fn`` about a failure, persist
+one attempt with ``flowpod._engine.attempts``, ask ``retry_condition_fn`` about a failure, persist
 the return value (a result object, or the cache record when the payload carries a cache key), and
 write the outcome the operator reads. Retries, their delays and the pod's deadline belong to the
 operator; the task's own timeout is still applied here so that an overrun that leaves the process
@@ -18,7 +18,16 @@ import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from flowpod._payloads import (
+from flowpod._engine.attempts import (
+    FAILED_MESSAGE,
+    exc_info_of,
+    run_attempt_async,
+    run_attempt_sync,
+    run_hooks_sync,
+    tlog,
+)
+from flowpod._engine.runs import FlowRun, TaskRun
+from flowpod._storage.run_files import (
     FlowRunInfo,
     Outcome,
     TaskPayload,
@@ -27,20 +36,11 @@ from flowpod._payloads import (
     write_outcome,
     write_result,
 )
-from flowpod._runs import FlowRun, TaskRun
-from flowpod._task_attempt import (
-    FAILED_MESSAGE,
-    exc_info_of,
-    run_attempt_async,
-    run_attempt_sync,
-    run_hooks_sync,
-    tlog,
-)
 from flowpod.exceptions import SerializationError
 from flowpod.states import Pending, State, StateType, exception_to_failed_state
 
 if TYPE_CHECKING:
-    from flowpod._store import ResultStore
+    from flowpod._storage.stores import ResultStore
     from flowpod.context import FlowRunContext
     from flowpod.tasks import Task
 
@@ -119,7 +119,7 @@ def _retry_verdict(task: Task[Any, Any], task_run: TaskRun, state: State[Any],
     try:
         verdict = condition(task, task_run, state)
         if inspect.iscoroutine(verdict):
-            from flowpod._asyncutils import run_coro_sync
+            from flowpod._common.asyncutils import run_coro_sync
 
             verdict = run_coro_sync(verdict)
         return bool(verdict)
@@ -135,7 +135,7 @@ def _persist(payload: TaskPayload, store: ResultStore, namespace: str, name: str
     """Store a Completed attempt's value; a value that does not serialise fails the attempt."""
     try:
         if payload.cache_key is not None:
-            from flowpod._store import CacheStore
+            from flowpod._storage.stores import CacheStore
 
             expiration = payload.cache_expiration_seconds
             record = CacheStore(store).commit(

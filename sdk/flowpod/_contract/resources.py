@@ -1,7 +1,7 @@
 """The flowpod custom resources (``TaskRun``, ``FlowRun``) as pydantic models.
 
 One source of truth for three readers: the SDK builds manifests from these models, the operator
-parses watched objects with them, and ``flowpod._crdgen`` turns their JSON schema into the CRD
+parses watched objects with them, and ``flowpod._cli.crds`` turns their JSON schema into the CRD
 YAML in ``crds/``. Field names are snake_case in Python and camelCase on the wire (aliases), and
 every spec model forbids unknown fields, so a typo - or a credential pasted into ``storage`` - is an
 error instead of being silently dropped.
@@ -24,7 +24,7 @@ from typing import Annotated, Any, ClassVar, Final, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from flowpod._retrying import MAX_RETRY_DELAYS
+from flowpod._contract.retrying import MAX_RETRY_DELAYS
 from flowpod.states import StateType  # one definition for the engine and the CRDs
 
 __all__ = [

@@ -10,7 +10,7 @@ Storage from ``FLOWPOD_S3_*`` is seen from two places (``storage_views``): this 
 ``FLOWPOD_S3_ENDPOINT``, while the specs written into the cluster carry
 ``FLOWPOD_S3_CLUSTER_ENDPOINT`` when that is set (pods reach S3 at another address).
 
-Every API call goes through ``flowpod._flowrun_api.FlowRunApi`` (the seam tests replace);
+Every API call goes through ``flowpod._kube.flowrun_api.FlowRunApi`` (the seam tests replace);
 pydantic, cloudpickle, boto3 and the kubernetes client are imported on first use.
 """
 
@@ -29,9 +29,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
-    from flowpod._flowrun_api import FlowRunApi
-    from flowpod._resources import StorageSpec
-    from flowpod._store import ResultStore
+    from flowpod._contract.resources import StorageSpec
+    from flowpod._kube.flowrun_api import FlowRunApi
+    from flowpod._storage.stores import ResultStore
     from flowpod.flows import Flow
 
 __all__ = [
@@ -55,8 +55,7 @@ _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
 def flow_code_key(namespace: str, name: str) -> str:
     """``runs/<ns>/<flowrun>/flow-code``: where the pickled flow lives (the contract's key)."""
-    from flowpod import _payloads
-
+    import flowpod._storage.run_files as _payloads
     return _payloads.flow_code_key(namespace, name)
 
 
@@ -92,7 +91,7 @@ def progress_line(obj: Mapping[str, Any]) -> str:
 
 def _storage_spec(storage: StorageSpec | Mapping[str, Any] | None) -> StorageSpec | None:
     """``storage`` as a StorageSpec; None: ``FLOWPOD_S3_*`` as this process reaches it."""
-    from flowpod._resources import StorageSpec
+    from flowpod._contract.resources import StorageSpec
     from flowpod.kubernetes import _storage_from_env
 
     raw = storage if storage is not None else _storage_from_env()
@@ -125,7 +124,7 @@ def storage_views(storage: StorageSpec | Mapping[str, Any] | None) -> StorageVie
         return StorageViews(local, local)
     from pydantic import ValidationError
 
-    from flowpod._resources import StorageSpec
+    from flowpod._contract.resources import StorageSpec
     from flowpod.exceptions import ConfigurationError
 
     try:
@@ -184,7 +183,7 @@ def dump_flow(flow: Flow[..., Any]) -> bytes:
     """The flow cloudpickled by value (its module too, unless it is an installed package)."""
     import cloudpickle
 
-    from flowpod._payloads import _modules_to_pickle_by_value, _pickled_by_value
+    from flowpod._storage.run_files import _modules_to_pickle_by_value, _pickled_by_value
     from flowpod.exceptions import SerializationError
 
     def dump(modules: list[ModuleType]) -> bytes:
@@ -212,7 +211,7 @@ def _sibling_modules(flow: Flow[..., Any]) -> list[ModuleType]:
     """Loaded modules of the flow's own source tree (the folder its top-level package or script
     sits in), e.g. a helper module next to the flow file: pickled by value too, so the pod needs
     nothing of that tree. Installed packages, the standard library and flowpod stay references."""
-    from flowpod._payloads import _stdlib_dirs
+    from flowpod._storage.run_files import _stdlib_dirs
 
     module_name = getattr(flow.fn, "__module__", None) or ""
     module = sys.modules.get(module_name)
@@ -263,8 +262,8 @@ def submit(
     have the flow's dependencies and flowpod. ``env`` is added to the flow pod. Parameters must
     be JSON values.
     """
-    from flowpod._flowrun_api import FlowRunApi
-    from flowpod._resources import FlowRunSpec
+    from flowpod._contract.resources import FlowRunSpec
+    from flowpod._kube.flowrun_api import FlowRunApi
     from flowpod.flows import Flow
 
     if not isinstance(flow, Flow):
@@ -283,7 +282,7 @@ def submit(
                 "FLOWPOD_S3_ENDPOINT / FLOWPOD_S3_PREFIX), or pass store=<ResultStore> pointing "
                 "at the operator's default storage"
             )
-        from flowpod._s3store import S3ResultStore
+        from flowpod._storage.s3 import S3ResultStore
 
         store = S3ResultStore.from_storage(views.local)
     run_name = name or flowrun_object_name(flow.name)
@@ -356,7 +355,7 @@ class FlowRunHandle:
              on_change: Callable[[dict[str, Any]], object] | None = None) -> str:
         """Block until the FlowRun is final; returns its state name. ``on_change`` gets each
         new version of the object. TimeoutError when ``timeout`` seconds pass first."""
-        from flowpod._taskrun_api import WatchExpired
+        from flowpod._kube.taskrun_api import WatchExpired
 
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -375,7 +374,7 @@ class FlowRunHandle:
             try:
                 for kind, event_obj in self.api.watch_flowrun(self.namespace, self.name, window):
                     if kind == "DELETED":
-                        from flowpod._flowrun_api import NotFound
+                        from flowpod._kube.flowrun_api import NotFound
 
                         raise NotFound(f"FlowRun {self.namespace}/{self.name} was deleted")
                     if kind in ("ADDED", "MODIFIED"):
@@ -416,7 +415,7 @@ class FlowRunHandle:
                     "cannot read the flow's result: set FLOWPOD_S3_BUCKET (and "
                     "FLOWPOD_S3_ENDPOINT) to the operator's storage"
                 )
-            from flowpod._s3store import S3ResultStore
+            from flowpod._storage.s3 import S3ResultStore
 
             self._store = S3ResultStore.from_storage(storage)
         return self._store
@@ -428,7 +427,7 @@ class FlowRunHandle:
 
 def _read_flow_result(store: ResultStore, ref: str) -> Any:
     """The value under ``ref``: pickle first (the default serializer), JSON as a fallback."""
-    from flowpod._store import get_serializer
+    from flowpod._storage.stores import get_serializer
 
     data = store.get(ref)
     for serializer in ("pickle", "json"):

@@ -9,7 +9,7 @@ prefix::
     runs/<namespace>/<taskrun>/outcome-<attempt>.json Outcome as JSON (camelCase keys)
     runs/<namespace>/<taskrun>/result-<attempt>       the serialised return value (no cache key)
     runs/<namespace>/<taskrun>/exception-<attempt>    the failed attempt's pickled exception
-    cache/<cache key>.json / .value                   CacheRecord + value (``flowpod._store``)
+    cache/<cache key>.json / .value                   CacheRecord + value (``_storage.stores``)
 
 Everything here is pure over a ``ResultStore``: no Kubernetes, no pydantic, no clock except the
 ``finishedAt`` stamp an outcome gets when the caller does not give one.
@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
-from flowpod._store import ResultStore, get_serializer, validate_key
+from flowpod._storage.stores import ResultStore, get_serializer, validate_key
 from flowpod.exceptions import ResultNotFound, SerializationError
 
 if TYPE_CHECKING:

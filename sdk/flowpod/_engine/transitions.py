@@ -1,6 +1,7 @@
 """Pure rules for what follows a failed attempt, shared by the local engine and the operator.
 
-``flowpod._retrying.decide_retry`` says whether to retry and when; these turn that decision into the
+``flowpod._contract.retrying.decide_retry`` says whether to retry and when; these turn that decision
+into the
 next state of the run and into the log line that explains it, so a task run looks and reads the same
 whether its attempts ran in this process or as pods.
 """
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from flowpod.states import AwaitingRetry, State, get_state_exception
 
 if TYPE_CHECKING:
-    from flowpod._retrying import RetryDecision
+    from flowpod._contract.retrying import RetryDecision
 
 __all__ = ["failure_log", "state_after_failure"]
 

@@ -404,7 +404,7 @@ class CacheStore:
             if isinstance(store, LocalResultStore):
                 lock_dir = store.root / "locks"
             else:
-                from flowpod._settings import get_settings
+                from flowpod._common.settings import get_settings
 
                 lock_dir = get_settings().home / "locks"
         self.lock_dir = Path(lock_dir)
@@ -560,7 +560,7 @@ def default_cache_store() -> CacheStore:
     use, so a flow on a laptop and a TaskRun on the cluster find each other's cache records by the
     same key. Otherwise it is the folder ``$FLOWPOD_HOME/storage``.
     """
-    from flowpod._settings import get_settings
+    from flowpod._common.settings import get_settings
 
     home = get_settings().home
     env = os.environ
@@ -573,7 +573,7 @@ def default_cache_store() -> CacheStore:
             if store is None:
                 backend: ResultStore
                 if bucket:
-                    from flowpod._s3store import store_from_env
+                    from flowpod._storage.s3 import store_from_env
 
                     s3 = store_from_env()
                     assert s3 is not None  # the bucket is set

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from flowpod._runs import FlowRun
+from flowpod._engine.runs import FlowRun
 from flowpod.context import FlowRunContext, _flow_run_var, _tags_var, _task_run_var
 from flowpod.exceptions import FlowRunTimeoutError
 from flowpod.futures import FlowpodFuture, resolve_futures_to_states
@@ -60,7 +60,7 @@ def _flog(flow_run: FlowRun, level: int, msg: str, *args: Any, exc_info: Any = N
 
 
 def _new_flow_run(flow: Flow[Any, Any], parameters: dict[str, Any]) -> FlowRun:
-    from flowpod._names import generate_slug
+    from flowpod._common.names import generate_slug
 
     parent_flow = _flow_run_var.get()
     parent_task = _task_run_var.get()
@@ -175,7 +175,7 @@ def run_flow_attempt_sync(flow: Flow[Any, Any], flow_run: FlowRun, *, retry: boo
     try:
         with runner, printing_to(flow_run_logger(flow_run) if log_prints else None):
             if flow.timeout_seconds:
-                from flowpod._timeouts import call_with_timeout
+                from flowpod._common.timeouts import call_with_timeout
 
                 value = call_with_timeout(
                     lambda: flow.fn(*args, **kwargs), flow.timeout_seconds, _timeout_error(flow)
@@ -219,7 +219,7 @@ async def run_flow_attempt_async(flow: Flow[Any, Any], flow_run: FlowRun, *, ret
         with printing_to(flow_run_logger(flow_run) if log_prints else None):
             try:
                 if flow.timeout_seconds:
-                    from flowpod._timeouts import await_with_timeout
+                    from flowpod._common.timeouts import await_with_timeout
 
                     value = await await_with_timeout(
                         flow.fn(*args, **kwargs), flow.timeout_seconds, _timeout_error(flow)
@@ -245,7 +245,7 @@ async def run_flow_attempt_async(flow: Flow[Any, Any], flow_run: FlowRun, *, ret
 
 
 def _run_hooks_sync(hooks: list[Any], flow: Any, flow_run: FlowRun, state: State[Any]) -> None:
-    from flowpod._asyncutils import run_coro_sync
+    from flowpod._common.asyncutils import run_coro_sync
 
     for hook in hooks:
         name = getattr(hook, "__name__", None) or repr(hook)
@@ -295,7 +295,7 @@ def _final_hooks(flow: Flow[Any, Any], state: State[Any]) -> list[Any]:
 
 def _retry_delay(flow: Flow[Any, Any], flow_run: FlowRun, failed: State[Any]) -> float | None:
     """The delay before the next attempt, or None when the failed run is final."""
-    from flowpod._retrying import decide_retry, resolve_delays
+    from flowpod._contract.retrying import decide_retry, resolve_delays
 
     retries = flow.retries or 0
     if not retries:
@@ -310,7 +310,7 @@ def _retry_delay(flow: Flow[Any, Any], flow_run: FlowRun, failed: State[Any]) ->
         "Received non-final state 'AwaitingRetry' when proposing final state %r and will attempt "
         "to run again...", "Failed",
     )
-    from flowpod._transitions import state_after_failure
+    from flowpod._engine.transitions import state_after_failure
 
     flow_run.set_state(state_after_failure(failed, decision, time.time()))
     return decision.delay_seconds

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from flowpod._taskrun_api import TaskRunApi, WatchExpired
+from flowpod._kube.taskrun_api import TaskRunApi, WatchExpired
 
 __all__ = ["FlowRunApi", "NotFound"]
 
@@ -29,7 +29,7 @@ class FlowRunApi(TaskRunApi):
     """FlowRun, TaskRun and pod-log access for the CLI and ``flowpod.kubernetes.submit``."""
 
     def create_flowrun(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        from flowpod._resources import GROUP, VERSION
+        from flowpod._contract.resources import GROUP, VERSION
 
         created: dict[str, Any] = self._custom().create_namespaced_custom_object(
             GROUP, VERSION, namespace, "flowruns", dict(manifest)
@@ -38,7 +38,7 @@ class FlowRunApi(TaskRunApi):
 
     def get(self, namespace: str, plural: str, name: str) -> dict[str, Any]:
         """One FlowRun or TaskRun (``plural`` 'flowruns' / 'taskruns'); NotFound if absent."""
-        from flowpod._resources import GROUP, VERSION
+        from flowpod._contract.resources import GROUP, VERSION
 
         try:
             found: dict[str, Any] = self._custom().get_namespaced_custom_object(
@@ -52,7 +52,7 @@ class FlowRunApi(TaskRunApi):
 
     def list_objects(self, namespace: str, plural: str,
                      label_selector: str = "") -> list[dict[str, Any]]:
-        from flowpod._resources import GROUP, VERSION
+        from flowpod._contract.resources import GROUP, VERSION
 
         listed = self._custom().list_namespaced_custom_object(
             GROUP, VERSION, namespace, plural, label_selector=label_selector
@@ -65,7 +65,7 @@ class FlowRunApi(TaskRunApi):
         from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
 
-        from flowpod._resources import GROUP, VERSION
+        from flowpod._contract.resources import GROUP, VERSION
 
         stream = watch.Watch()  # type: ignore[no-untyped-call]
         try:
@@ -90,7 +90,7 @@ class FlowRunApi(TaskRunApi):
 
     def patch_flowrun_spec(self, namespace: str, name: str,
                            spec: Mapping[str, Any]) -> dict[str, Any]:
-        from flowpod._resources import GROUP, VERSION
+        from flowpod._contract.resources import GROUP, VERSION
 
         try:
             patched: dict[str, Any] = self._custom().patch_namespaced_custom_object(

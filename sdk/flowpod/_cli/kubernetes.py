@@ -4,9 +4,10 @@
     flowpod get flowruns [NAME] [-n NS]        flowpod get taskruns [NAME] [-n NS]
     flowpod logs FLOWRUN [-n NS]               flowpod cancel FLOWRUN [--wait]
 
-``register(main)`` adds them to the click group of ``flowpod._cli``. Only click is imported here;
+``register(main)`` adds them to the click group of ``flowpod._cli.main``. Only click is imported
+here;
 the Kubernetes client, pydantic and boto3 are imported when a command runs, through
-``flowpod._flowrun_api.FlowRunApi`` (``make_api`` is the seam tests replace). Exit codes: 0
+``flowpod._kube.flowrun_api.FlowRunApi`` (``make_api`` is the seam tests replace). Exit codes: 0
 success, 1 the flow run did not complete (or the cluster refused the call), 2 a usage error.
 """
 
@@ -20,30 +21,30 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from flowpod._labels import FLOWRUN_LABEL, label_value
+from flowpod._contract.labels import FLOWRUN_LABEL, label_value
 
 if TYPE_CHECKING:
-    from flowpod._flowrun_api import FlowRunApi
-    from flowpod._store import ResultStore
+    from flowpod._kube.flowrun_api import FlowRunApi
+    from flowpod._storage.stores import ResultStore
 
 __all__ = ["format_table", "interleave_logs", "make_api", "register"]
 
 
 def make_api() -> FlowRunApi:
     """The API access every command uses (tests replace this function)."""
-    from flowpod._flowrun_api import FlowRunApi
+    from flowpod._kube.flowrun_api import FlowRunApi
 
     return FlowRunApi()
 
 
 def make_store(storage: Mapping[str, Any] | None) -> ResultStore | None:
     """This process's view of the result store: FLOWPOD_S3_* first, else the run's storage."""
-    from flowpod._flowrun_submit import _storage_spec
+    from flowpod._kube.submit import _storage_spec
 
     spec = _storage_spec(None) or (_storage_spec(storage) if storage else None)
     if spec is None:
         return None
-    from flowpod._s3store import S3ResultStore
+    from flowpod._storage.s3 import S3ResultStore
 
     return S3ResultStore.from_storage(spec)
 
@@ -53,7 +54,7 @@ def _namespace(api: FlowRunApi, namespace: str | None) -> str:
 
 
 def _fail_on_api_error(exc: Exception) -> click.ClickException:
-    from flowpod._flowrun_api import NotFound
+    from flowpod._kube.flowrun_api import NotFound
 
     if isinstance(exc, NotFound):
         return click.ClickException(str(exc))
@@ -93,7 +94,7 @@ def _parse_env(items: Sequence[str]) -> dict[str, str]:
 
 def _submit(target: str, params: tuple[str, ...], namespace: str | None, image: str | None,
             env: tuple[str, ...], wait: bool, timeout: float | None) -> None:
-    from flowpod._cli import find_flow, load_module, parse_params, split_target
+    from flowpod._cli.main import find_flow, load_module, parse_params, split_target
 
     path, name = split_target(target)
     parameters = parse_params(params)
@@ -109,7 +110,7 @@ def _submit(target: str, params: tuple[str, ...], namespace: str | None, image: 
         sys.exit(1)
     flow_obj = find_flow(module, name, path)
 
-    from flowpod._flowrun_submit import progress_line, submit
+    from flowpod._kube.submit import progress_line, submit
     from flowpod.exceptions import ConfigurationError, SerializationError
 
     store = make_store(None)
@@ -248,7 +249,7 @@ def interleave_logs(sources: Iterable[tuple[str, str]]) -> list[str]:
 def _stored_log(store: ResultStore | None, namespace: str, name: str, attempt: int) -> str | None:
     if store is None:
         return None
-    from flowpod._payloads import log_key
+    from flowpod._storage.run_files import log_key
     from flowpod.exceptions import ResultNotFound
 
     try:
@@ -312,7 +313,7 @@ def _logs(flowrun: str, namespace: str | None) -> None:
 
 
 def _cancel(flowrun: str, namespace: str | None, wait: bool, timeout: float | None) -> None:
-    from flowpod._flowrun_submit import FINAL_STATES, FlowRunHandle
+    from flowpod._kube.submit import FINAL_STATES, FlowRunHandle
 
     api = make_api()
     try:

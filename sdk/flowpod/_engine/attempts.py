@@ -4,7 +4,8 @@
 on_running hooks, install the task-run context (``flowpod.runtime``, ``get_run_logger``) and
 log_prints, apply the timeout, and turn the function's return value or exception into a Completed,
 Failed, TimedOut or Crashed state, which they return without recording it: recording, retries and
-caching belong to the caller (the local driver in ``flowpod._task_engine``; in a task pod, the
+caching belong to the caller (the local driver in ``flowpod._engine.task_engine``; in a task pod,
+the
 operator). Hooks and the engine's log helper live here too, since both layers use them.
 """
 
@@ -16,7 +17,7 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flowpod._runs import TaskRun
+from flowpod._engine.runs import TaskRun
 from flowpod.context import TaskRunContext, _task_run_var
 from flowpod.exceptions import TaskRunTimeoutError
 from flowpod.logging import TASK_LOGGER, printing_active, printing_to, task_run_logger
@@ -152,7 +153,7 @@ def run_attempt_sync(
 
 def _invoke_sync(task: Task[Any, Any], params: dict[str, Any]) -> Any:
     if task.timeout_seconds:
-        from flowpod._timeouts import call_with_timeout
+        from flowpod._common.timeouts import call_with_timeout
 
         return call_with_timeout(
             lambda: _call_fn(task, params), task.timeout_seconds, timeout_error(task)
@@ -206,7 +207,7 @@ async def _call_fn_async(task: Task[Any, Any], params: dict[str, Any]) -> Any:
 
 async def _invoke_async(task: Task[Any, Any], params: dict[str, Any]) -> Any:
     if task.timeout_seconds:
-        from flowpod._timeouts import await_with_timeout
+        from flowpod._common.timeouts import await_with_timeout
 
         return await await_with_timeout(
             _call_fn_async(task, params), task.timeout_seconds, timeout_error(task)
@@ -222,7 +223,7 @@ def _hook_name(hook: Any) -> str:
 
 
 def run_hooks_sync(hooks: list[Any], task: Any, task_run: TaskRun, state: State[Any]) -> None:
-    from flowpod._asyncutils import run_coro_sync
+    from flowpod._common.asyncutils import run_coro_sync
 
     for hook in hooks:
         name = _hook_name(hook)

@@ -84,7 +84,7 @@ class TaskRunApi:
         return client.CustomObjectsApi(self._api())
 
     def create(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
-        from flowpod._resources import GROUP, VERSION
+        from flowpod._contract.resources import GROUP, VERSION
 
         created: dict[str, Any] = self._custom().create_namespaced_custom_object(
             GROUP, VERSION, namespace, "taskruns", dict(manifest)
@@ -93,7 +93,7 @@ class TaskRunApi:
 
     def list(self, namespace: str, label_selector: str) -> tuple[list[dict[str, Any]], str]:
         """The matching TaskRuns and the list's resourceVersion (to watch from)."""
-        from flowpod._resources import GROUP, VERSION
+        from flowpod._contract.resources import GROUP, VERSION
 
         listed = self._custom().list_namespaced_custom_object(
             GROUP, VERSION, namespace, "taskruns", label_selector=label_selector
@@ -106,7 +106,7 @@ class TaskRunApi:
         from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
 
-        from flowpod._resources import GROUP, VERSION
+        from flowpod._contract.resources import GROUP, VERSION
 
         stream = watch.Watch()  # type: ignore[no-untyped-call]
         try:

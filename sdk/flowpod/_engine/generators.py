@@ -13,9 +13,10 @@ import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from flowpod._runs import TaskRun
-from flowpod._task_attempt import failure_state, run_hooks_async, run_hooks_sync, timeout_error
-from flowpod._task_engine import (
+from flowpod._engine.attempts import failure_state, run_hooks_async, run_hooks_sync, timeout_error
+from flowpod._engine.inputs import needs_waiting, resolve_inputs
+from flowpod._engine.runs import TaskRun
+from flowpod._engine.task_engine import (
     announce_run,
     apply_run_name,
     effective_log_prints,
@@ -23,7 +24,6 @@ from flowpod._task_engine import (
     finalize_sync,
     new_task_run,
 )
-from flowpod._task_inputs import needs_waiting, resolve_inputs
 from flowpod.context import FlowRunContext, TaskRunContext, _flow_run_var, _task_run_var
 from flowpod.exceptions import UpstreamTaskError
 from flowpod.logging import printing_to, setup_logging, task_run_logger
@@ -87,7 +87,7 @@ def _generator_run(
                         gen.__next__ if sent is None else functools.partial(gen.send, sent)
                     )
                     if deadline is not None:
-                        from flowpod._timeouts import call_with_timeout
+                        from flowpod._common.timeouts import call_with_timeout
 
                         value = call_with_timeout(
                             step, max(deadline - time.monotonic(), 1e-3), timeout_error(task)
@@ -167,7 +167,7 @@ async def _async_generator_run(
                         args, kwargs = task._spec.to_call(params)
                         agen = task.fn(*args, **kwargs)
                     if deadline is not None:
-                        from flowpod._timeouts import await_with_timeout
+                        from flowpod._common.timeouts import await_with_timeout
 
                         value = await await_with_timeout(
                             agen.__anext__(), max(deadline - time.monotonic(), 1e-3),

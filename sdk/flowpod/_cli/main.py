@@ -215,7 +215,7 @@ def config_set(assignments: tuple[str, ...]) -> None:
     """Persist settings in the active profile, e.g. FLOWPOD_TASK_DEFAULT_RETRIES=2."""
     import os
 
-    from flowpod import _settings
+    import flowpod._common.settings as _settings
     from flowpod.exceptions import ConfigurationError
 
     values = dict(_parse_assignment(item) for item in assignments)
@@ -238,7 +238,7 @@ def config_set(assignments: tuple[str, ...]) -> None:
 @click.argument("keys", nargs=-1, required=True, metavar="KEY...")
 def config_unset(keys: tuple[str, ...]) -> None:
     """Remove settings from the active profile."""
-    from flowpod import _settings
+    import flowpod._common.settings as _settings
     from flowpod.exceptions import ConfigurationError
 
     try:
@@ -257,7 +257,7 @@ def config_unset(keys: tuple[str, ...]) -> None:
 @click.option("--descriptions", "-d", is_flag=True, help="Also describe each setting.")
 def config_view(descriptions: bool) -> None:
     """Show each setting's effective value and where it comes from."""
-    from flowpod import _settings
+    import flowpod._common.settings as _settings
     from flowpod.exceptions import ConfigurationError
 
     try:
@@ -293,8 +293,7 @@ def config_view(descriptions: bool) -> None:
 )
 def crds(check: bool, out_dir: Path | None) -> None:
     """Generate the TaskRun and FlowRun CRD YAML from the pydantic models."""
-    from flowpod import _crdgen
-
+    import flowpod._cli.crds as _crdgen
     outs = [out_dir] if out_dir is not None else _crdgen.default_output_dirs()
     if check:
         problems = [problem for out in outs for problem in _crdgen.check_crds(out)]
@@ -332,10 +331,10 @@ def version() -> None:
     click.echo(f"Python {platform.python_version()} ({sys.executable})")
 
 
-# --- flows on Kubernetes: submit, get, logs, cancel (flowpod._cli_kubernetes) ------------------
+# --- flows on Kubernetes: submit, get, logs, cancel (flowpod._cli.kubernetes) ------------------
 
 def _register_kubernetes_commands() -> None:
-    from flowpod._cli_kubernetes import register
+    from flowpod._cli.kubernetes import register
 
     register(main)
 

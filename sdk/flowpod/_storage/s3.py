@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, BinaryIO, Protocol, TypeVar, cast
 
-from flowpod._store import CHUNK_SIZE, ResultStore, validate_key
+from flowpod._storage.stores import CHUNK_SIZE, ResultStore, validate_key
 from flowpod.exceptions import FlowpodException, ResultNotFound
 
 __all__ = [
@@ -65,7 +65,7 @@ _CREDENTIAL_CODES = frozenset(
 
 
 class StorageSettings(Protocol):
-    """What a run's ``spec.storage`` says (``flowpod._resources.StorageSpec`` fits)."""
+    """What a run's ``spec.storage`` says (``flowpod._contract.resources.StorageSpec`` fits)."""
 
     @property
     def bucket(self) -> str: ...

@@ -1,18 +1,18 @@
 """The local task-run lifecycle: everything between calling a task and its final state.
 
-One attempt is ``flowpod._task_attempt`` (shared with the task pods of the Kubernetes side); this
+One attempt is ``flowpod._engine.attempts`` (shared with the task pods of the Kubernetes side); this
 module drives the attempts of a run on this machine:
 
-- resolving upstream futures (``flowpod._task_inputs``; NotReady when one did not complete),
+- resolving upstream futures (``flowpod._engine.inputs``; NotReady when one did not complete),
 - the run name (``<task>-<n>`` in a flow, or ``task_run_name`` resolved once),
-- the cache: lock -> lookup -> attempts -> commit through ``flowpod._store.CacheStore``,
-- retries: ``flowpod._retrying.decide_retry`` (the operator calls it too) after each failed
+- the cache: lock -> lookup -> attempts -> commit through ``flowpod._storage.stores.CacheStore``,
+- retries: ``flowpod._contract.retrying.decide_retry`` (the operator calls it too) after each failed
   attempt, AwaitingRetry / Retrying states, the retry log lines,
 - the final state: history, on_completion / on_failure hooks, "Finished in state ...".
 
 Entry points: ``call_sync`` / ``call_async`` for direct calls, ``prepare_submission`` /
 ``execute_submission`` for task runners. Directly called generator tasks are driven by
-``flowpod._task_generators``.
+``flowpod._engine.generators``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from flowpod._runs import TaskRun
-from flowpod._task_attempt import (
+from flowpod._engine.attempts import (
     FAILED_MESSAGE,
     exc_info_of,
     run_attempt_async,
@@ -32,8 +31,9 @@ from flowpod._task_attempt import (
     run_hooks_sync,
     tlog,
 )
-from flowpod._task_inputs import needs_waiting, resolve_inputs
-from flowpod._transitions import failure_log, state_after_failure
+from flowpod._engine.inputs import needs_waiting, resolve_inputs
+from flowpod._engine.runs import TaskRun
+from flowpod._engine.transitions import failure_log, state_after_failure
 from flowpod.context import FlowRunContext, TaskRunContext, _flow_run_var, _tags_var, _task_run_var
 from flowpod.exceptions import SerializationError, UpstreamTaskError
 from flowpod.logging import FLOW_LOGGER, TASK_LOGGER, setup_logging
@@ -47,8 +47,8 @@ from flowpod.states import (
 )
 
 if TYPE_CHECKING:
-    from flowpod._retrying import RetryDecision
-    from flowpod._store import CacheStore
+    from flowpod._contract.retrying import RetryDecision
+    from flowpod._storage.stores import CacheStore
     from flowpod.tasks import Task
 
 __all__ = [
@@ -159,17 +159,17 @@ def effective_log_prints(
 def _retries(task: Task[Any, Any]) -> int:
     if task.retries is not None:
         return task.retries
-    from flowpod._settings import get_settings
+    from flowpod._common.settings import get_settings
 
     return get_settings().task_default_retries
 
 
 def _delays(task: Task[Any, Any], retries: int) -> list[float]:
-    from flowpod._retrying import resolve_delays
+    from flowpod._contract.retrying import resolve_delays
 
     spec = task.retry_delay_seconds
     if spec is None:
-        from flowpod._settings import get_settings
+        from flowpod._common.settings import get_settings
 
         spec = get_settings().task_default_retry_delay_seconds
     return resolve_delays(spec, retries)
@@ -191,7 +191,7 @@ def _decide(
     task: Task[Any, Any], task_run: TaskRun, state: State[Any], retries: int, allows: bool
 ) -> RetryDecision:
     """Decide whether a failed attempt is retried; log why; record AwaitingRetry if it is."""
-    from flowpod._retrying import decide_retry
+    from flowpod._contract.retrying import decide_retry
 
     delays = _delays(task, retries) if retries else []
     decision = decide_retry(
@@ -217,7 +217,7 @@ def _attempts_sync(task: Task[Any, Any], task_run: TaskRun, params: dict[str, An
             retries = _retries(task)
         allows = True
         if task.retry_condition_fn is not None and task_run.run_count <= retries:
-            from flowpod._asyncutils import run_coro_sync
+            from flowpod._common.asyncutils import run_coro_sync
 
             try:
                 verdict = task.retry_condition_fn(task, task_run, state)
