@@ -28,8 +28,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from flowpod._contract.resources import StateName, TaskRun, state_type_of
+from flowpod._contract.lifecycle import Schedule, failure_suffix
+from flowpod._contract.resources import TaskRun
 from flowpod._contract.retrying import decide_retry
+from flowpod._contract.states import FINAL_STATES, StateName, state_type_of
+from flowpod._contract.states import outcome_state as outcome_state_name
 from flowpod._storage.stores import CacheRecord
 from flowpod_operator.pods import pod_name
 
@@ -49,10 +52,6 @@ __all__ = [
     "pod_failure_reason",
 ]
 
-FINAL_STATES = frozenset(
-    {StateName.COMPLETED, StateName.CACHED, StateName.FAILED, StateName.TIMED_OUT,
-     StateName.CRASHED, StateName.CANCELLED}
-)
 # States in which the current attempt's pod exists (or is about to).
 _ACTIVE_STATES = frozenset({StateName.PENDING, StateName.RUNNING, StateName.RETRYING})
 # Container waiting reasons that will not resolve by themselves: the user has to act.
@@ -60,9 +59,6 @@ STUCK_REASONS = frozenset(
     {"CreateContainerConfigError", "CreateContainerError", "ErrImagePull", "ImagePullBackOff",
      "InvalidImageName", "ErrImageNeverPull"}
 )
-_FAILED_OUTCOME_STATES = {
-    "Failed": StateName.FAILED, "TimedOut": StateName.TIMED_OUT, "Crashed": StateName.CRASHED,
-}
 
 
 class OutcomeLike(Protocol):
@@ -392,9 +388,7 @@ def _maybe_stuck(taskrun: TaskRun, pod: Mapping[str, Any]) -> Decision:
 
 def outcome_state(outcome: OutcomeLike) -> StateName:
     """The TaskRun state an outcome record stands for (unknown words count as Crashed)."""
-    if outcome.state in ("Completed", "Cached"):
-        return StateName.COMPLETED
-    return _FAILED_OUTCOME_STATES.get(outcome.state, StateName.CRASHED)
+    return outcome_state_name(outcome.state)
 
 
 def _started(pod: Mapping[str, Any]) -> datetime | None:
@@ -472,13 +466,10 @@ def _conclude(
         condition_allows=allows, rng=rng,
     )
     history.append(_entry(state, now, attempt, message))
+    suffix = failure_suffix(verdict, spec.retries, allows, Schedule.OPERATOR)
     if verdict.retry:
         due = now + timedelta(seconds=verdict.delay_seconds)
-        when = (f"in {verdict.delay_seconds:g} s" if verdict.delay_seconds
-                else "immediately")
-        retry_message = (
-            f"{message} - Retry {verdict.retry_number}/{spec.retries} will start {when}"
-        )
+        retry_message = f"{message} - {suffix}"
         fields = {
             **_state_fields(StateName.AWAITING_RETRY, retry_message),
             "nextRetryAt": _iso(due),
@@ -489,10 +480,8 @@ def _conclude(
             Event("Warning", "AwaitingRetry", f"Attempt {attempt}: {retry_message}"),
             Requeue(verdict.delay_seconds),
         ))
-    if not allows:
-        message = f"{message} - retry_condition_fn declined a retry"
-    elif spec.retries:
-        message = f"{message} - Retries are exhausted"
+    if suffix is not None:
+        message = f"{message} - {suffix}"
     fields = {**_state_fields(state, message), **_final_fields(taskrun, now)}
     history[-1] = _entry(state, now, attempt, message)
     return Decision((

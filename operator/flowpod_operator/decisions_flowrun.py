@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from flowpod._contract.resources import FlowRun, StateName
+from flowpod._contract.resources import FlowRun
+from flowpod._contract.states import StateName
 from flowpod_operator.decisions import (
     FINAL_STATES,
     CreatePod,

@@ -18,8 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from flowpod._contract.resources import FlowRun, StateName
-from flowpod_operator.decisions import FINAL_STATES, CreatePod, PatchStatus, Requeue
+from flowpod._contract.resources import FlowRun
+from flowpod._contract.states import FINAL_STATES, StateName
+from flowpod_operator.decisions import CreatePod, PatchStatus, Requeue
 from flowpod_operator.decisions_flowrun import (
     CancelRun,
     DeleteFlowRun,

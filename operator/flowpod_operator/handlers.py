@@ -27,7 +27,8 @@ from typing import Any
 
 import kopf
 
-from flowpod._contract.resources import GROUP, VERSION, StateName, TaskRun
+from flowpod._contract.resources import GROUP, VERSION, TaskRun
+from flowpod._contract.states import StateName
 from flowpod_operator.decisions import (
     FINAL_STATES,
     CreatePod,

@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowpod._contract.labels import FLOWRUN_LABEL, RUNNER_LABEL, TASK_LABEL, label_value
+from flowpod._contract.states import FINAL_STATES
 from flowpod._kube.submit import FlowRunHandle, StorageViews, storage_views, submit
 from flowpod._kube.taskrun_api import TaskRunApi, WatchExpired
 from flowpod.futures import FlowpodFuture
@@ -61,7 +62,6 @@ __all__ = [
 
 R = TypeVar("R")
 
-FINAL_STATES = frozenset({"Completed", "Cached", "Failed", "TimedOut", "Crashed", "Cancelled"})
 # Set in a flow-runner pod by the operator: TaskRuns created there belong to that FlowRun.
 FLOWRUN_NAME_VAR = "FLOWPOD_FLOW_RUN_NAME"
 FLOWRUN_UID_VAR = "FLOWPOD_FLOW_RUN_UID"

@@ -14,11 +14,11 @@ final state, how many states of an iterable failed.
 from __future__ import annotations
 
 import datetime
-import enum
 import time
 from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
+from flowpod._contract.states import StateType
 from flowpod.exceptions import (
     CancelledRun,
     CrashedRun,
@@ -56,20 +56,6 @@ __all__ = [
 ]
 
 R = TypeVar("R")
-
-
-class StateType(enum.StrEnum):
-    """The kind of a state: what the engine and the operator act on (names are only for display)."""
-
-    SCHEDULED = "SCHEDULED"
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    CRASHED = "CRASHED"
-    PAUSED = "PAUSED"
-    CANCELLING = "CANCELLING"
 
 
 TERMINAL_STATES = frozenset(

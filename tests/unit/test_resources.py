@@ -11,13 +11,11 @@ from flowpod._contract.resources import (
     API_VERSION,
     FlowRun,
     FlowRunSpec,
-    StateName,
-    StateType,
     TaskRun,
     TaskRunSpec,
     from_object,
-    state_type_of,
 )
+from flowpod._contract.states import StateName, StateType, state_type_of
 
 
 def task_spec(**overrides: Any) -> dict[str, Any]:

@@ -313,7 +313,8 @@ def _logs(flowrun: str, namespace: str | None) -> None:
 
 
 def _cancel(flowrun: str, namespace: str | None, wait: bool, timeout: float | None) -> None:
-    from flowpod._kube.submit import FINAL_STATES, FlowRunHandle
+    from flowpod._contract.states import FINAL_STATES
+    from flowpod._kube.submit import FlowRunHandle
 
     api = make_api()
     try:

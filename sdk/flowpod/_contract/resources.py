@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from flowpod._contract.retrying import MAX_RETRY_DELAYS
-from flowpod.states import StateType  # one definition for the engine and the CRDs
+from flowpod._contract.states import StateName, StateType
 
 __all__ = [
     "API_VERSION",
@@ -43,9 +43,7 @@ __all__ = [
     "ResourceRequirements",
     "SecretCredentialsRef",
     "SecretKeySelector",
-    "StateName",
     "StateTransition",
-    "StateType",
     "StorageSpec",
     "TaskDefaults",
     "TaskRun",
@@ -53,7 +51,6 @@ __all__ = [
     "TaskRunSpec",
     "TaskRunStatus",
     "from_object",
-    "state_type_of",
 ]
 
 GROUP: Final = "flowpod.dev"
@@ -104,40 +101,6 @@ class _Status(_Model):
     # Status is written by the operator, and kopf may add its own keys (progress storage); parsing
     # a watched object must not fail on them, so unknown status fields are ignored, not refused.
     model_config = ConfigDict(extra="ignore")
-
-
-class StateName(enum.StrEnum):
-    """A run's state, named as in Prefect."""
-
-    PENDING = "Pending"
-    RUNNING = "Running"
-    AWAITING_RETRY = "AwaitingRetry"
-    RETRYING = "Retrying"
-    COMPLETED = "Completed"
-    CACHED = "Cached"
-    FAILED = "Failed"
-    TIMED_OUT = "TimedOut"
-    CRASHED = "Crashed"
-    CANCELLED = "Cancelled"
-
-
-_STATE_TYPES: dict[StateName, StateType] = {
-    StateName.PENDING: StateType.PENDING,
-    StateName.RUNNING: StateType.RUNNING,
-    StateName.AWAITING_RETRY: StateType.SCHEDULED,
-    StateName.RETRYING: StateType.RUNNING,
-    StateName.COMPLETED: StateType.COMPLETED,
-    StateName.CACHED: StateType.COMPLETED,
-    StateName.FAILED: StateType.FAILED,
-    StateName.TIMED_OUT: StateType.FAILED,
-    StateName.CRASHED: StateType.CRASHED,
-    StateName.CANCELLED: StateType.CANCELLED,
-}
-
-
-def state_type_of(name: StateName | str) -> StateType:
-    """The Prefect state type of a state name (``"AwaitingRetry"`` -> ``SCHEDULED``)."""
-    return _STATE_TYPES[StateName(name)]
 
 
 class ImagePullPolicy(enum.StrEnum):

@@ -22,6 +22,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from flowpod._contract.lifecycle import CONDITION_ERROR_LOG, Schedule, failure_log
 from flowpod._engine.attempts import (
     FAILED_MESSAGE,
     exc_info_of,
@@ -33,7 +34,7 @@ from flowpod._engine.attempts import (
 )
 from flowpod._engine.inputs import needs_waiting, resolve_inputs
 from flowpod._engine.runs import TaskRun
-from flowpod._engine.transitions import failure_log, state_after_failure
+from flowpod._engine.transitions import state_after_failure
 from flowpod.context import FlowRunContext, TaskRunContext, _flow_run_var, _tags_var, _task_run_var
 from flowpod.exceptions import SerializationError, UpstreamTaskError
 from flowpod.logging import FLOW_LOGGER, TASK_LOGGER, setup_logging
@@ -44,6 +45,7 @@ from flowpod.states import (
     State,
     StateType,
     exception_to_failed_state,
+    get_state_exception,
 )
 
 if TYPE_CHECKING:
@@ -176,14 +178,7 @@ def _delays(task: Task[Any, Any], retries: int) -> list[float]:
 
 
 def _condition_failed(task_run: TaskRun, task: Task[Any, Any]) -> bool:
-    tlog(
-        task_run,
-        _ERROR,
-        "An error was encountered while running `retry_condition_fn` check for task %r; "
-        "not retrying",
-        task.name,
-        exc_info=True,
-    )
+    tlog(task_run, _ERROR, CONDITION_ERROR_LOG, task.name, exc_info=True)
     return False
 
 
@@ -197,7 +192,9 @@ def _decide(
     decision = decide_retry(
         task_run.run_count, retries, delays, task.retry_jitter_factor, condition_allows=allows
     )
-    level, message, args = failure_log(state, decision, retries, allows)
+    level, message, args = failure_log(
+        get_state_exception(state), decision, retries, allows, Schedule.LOCAL
+    )
     tlog(task_run, level, message, *args,
          exc_info=None if decision.retry else exc_info_of(state.data))
     if decision.retry:

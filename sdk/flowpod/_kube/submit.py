@@ -28,6 +28,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from flowpod._contract.states import FINAL_STATES
+
 if TYPE_CHECKING:
     from flowpod._contract.resources import StorageSpec
     from flowpod._kube.flowrun_api import FlowRunApi
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLUSTER_ENDPOINT_VAR",
-    "FINAL_STATES",
     "FlowRunHandle",
     "StorageViews",
     "flow_code_key",
@@ -46,7 +47,6 @@ __all__ = [
     "submit",
 ]
 
-FINAL_STATES = frozenset({"Completed", "Failed", "TimedOut", "Crashed", "Cancelled"})
 # The S3 endpoint as pods reach it, when this machine reaches it elsewhere (see storage_views).
 CLUSTER_ENDPOINT_VAR = "FLOWPOD_S3_CLUSTER_ENDPOINT"
 _NAME_CHARS = re.compile(r"[^a-z0-9-]+")

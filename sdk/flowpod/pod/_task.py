@@ -18,6 +18,8 @@ import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from flowpod._contract.lifecycle import CONDITION_ERROR_LOG, Schedule, failure_log, outcome_word
+from flowpod._contract.retrying import decide_retry
 from flowpod._engine.attempts import (
     FAILED_MESSAGE,
     exc_info_of,
@@ -52,12 +54,7 @@ _ERROR = logging.ERROR
 
 def outcome_state_name(state: State[Any]) -> str:
     """The outcome's state name for an attempt's final-or-failed state."""
-    if state.type is StateType.COMPLETED:
-        return "Completed"
-    if state.type is StateType.FAILED:
-        return "TimedOut" if state.name == "TimedOut" else "Failed"
-    # Crashed, and anything a task may hand back that is neither (Cancelled): not a clean run.
-    return "Crashed"
+    return outcome_word(state.type, state.name).value
 
 
 def _task_run_record(payload: TaskPayload, attempt: int) -> TaskRun:
@@ -124,9 +121,7 @@ def _retry_verdict(task: Task[Any, Any], task_run: TaskRun, state: State[Any],
             verdict = run_coro_sync(verdict)
         return bool(verdict)
     except Exception:
-        tlog(task_run, _ERROR,
-             "An error was encountered while running `retry_condition_fn` check for task %r; "
-             "not retrying", task.name, exc_info=True)
+        tlog(task_run, _ERROR, CONDITION_ERROR_LOG, task.name, exc_info=True)
         return False
 
 
@@ -157,21 +152,14 @@ def _log_failure(task_run: TaskRun, state: State[Any], retries: int, allows: boo
     """Log why the attempt failed and what follows; True when a retry may follow."""
     from flowpod.states import get_state_exception
 
-    exc = get_state_exception(state)
-    retry_left = task_run.run_count <= retries
-    if retry_left and allows:
-        tlog(task_run, _INFO,
-             "Task run failed with exception: %r - Retry %s/%s will be scheduled by the operator",
-             exc, task_run.run_count, retries)
-        return True
-    if retry_left:
-        tlog(task_run, _ERROR,
-             "Task run failed with exception: %r - retry_condition_fn declined a retry", exc,
-             exc_info=exc_info_of(state.data))
-    else:
-        tlog(task_run, _ERROR, "Task run failed with exception: %r - Retries are exhausted",
-             exc, exc_info=exc_info_of(state.data))
-    return False
+    # The operator chooses the delay; here only whether a retry may follow matters.
+    decision = decide_retry(task_run.run_count, retries, (), None, condition_allows=allows)
+    level, message, args = failure_log(
+        get_state_exception(state), decision, retries, allows, Schedule.OPERATOR_PENDING
+    )
+    tlog(task_run, level, message, *args,
+         exc_info=None if decision.retry else exc_info_of(state.data))
+    return decision.retry
 
 
 def _finish(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> None:
