@@ -234,7 +234,8 @@ class Bench:
     def _play_kubelet(self, taskrun: str, pod: str) -> None:
         """What the kubelet and the pod would do for a trivial task: a Completed outcome,
         then the pod Succeeded."""
-        from flowpod._storage.run_files import Outcome, write_outcome
+        from flowpod._contract.records import Outcome
+        from flowpod._storage.run_files import write_outcome
 
         write_outcome(
             self.store,

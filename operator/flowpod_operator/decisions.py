@@ -29,11 +29,11 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from flowpod._contract.lifecycle import Schedule, failure_suffix
+from flowpod._contract.records import CacheRecord
 from flowpod._contract.resources import TaskRun
 from flowpod._contract.retrying import decide_retry
 from flowpod._contract.states import FINAL_STATES, StateName, state_type_of
 from flowpod._contract.states import outcome_state as outcome_state_name
-from flowpod._storage.stores import CacheRecord
 from flowpod_operator.pods import pod_name
 
 __all__ = [
@@ -62,7 +62,7 @@ STUCK_REASONS = frozenset(
 
 
 class OutcomeLike(Protocol):
-    """What the pod wrote about its attempt (``flowpod._storage.run_files.Outcome`` fits)."""
+    """What the pod wrote about its attempt (``flowpod._contract.records.Outcome`` fits)."""
 
     @property
     def state(self) -> str: ...

@@ -65,7 +65,7 @@ _DONE_KEYS = ("completed", "cached", "failed", "timedOut", "crashed", "cancelled
 
 
 class FlowOutcomeLike(Protocol):
-    """What the flow pod wrote (``flowpod._storage.run_files.FlowOutcome`` fits)."""
+    """What the flow pod wrote (``flowpod._contract.records.FlowOutcome`` fits)."""
 
     @property
     def state(self) -> str: ...

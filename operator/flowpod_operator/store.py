@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from flowpod._contract.records import CacheRecord, FlowOutcome, Outcome
 from flowpod._contract.resources import FlowRun, TaskRun
-from flowpod._storage.run_files import FlowOutcome, Outcome, read_flow_outcome, read_outcome
-from flowpod._storage.stores import CacheRecord, CacheStore, ResultStore
+from flowpod._storage.run_files import read_flow_outcome, read_outcome
+from flowpod._storage.stores import CacheStore, ResultStore
 from flowpod_operator.settings import OperatorConfig
 
 if TYPE_CHECKING:

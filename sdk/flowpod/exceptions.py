@@ -18,9 +18,33 @@
     ├── CancelledRun                 the run was cancelled
     ├── TaskRunTimeoutError          a task run exceeded timeout_seconds (also TimeoutError)
     └── FlowRunTimeoutError          a flow run exceeded timeout_seconds (also TimeoutError)
+
+The classes are defined with the run contract (``flowpod._contract.errors``), whose records
+raise them; this is their public home, and the name they print and pickle under.
 """
 
 from __future__ import annotations
+
+from flowpod._contract.errors import (
+    CancelledRun,
+    ConfigurationError,
+    CrashedRun,
+    FailedRun,
+    FlowpodException,
+    FlowRunTimeoutError,
+    MappingLengthMismatch,
+    MappingMissingIterable,
+    MissingContextError,
+    ParameterTypeError,
+    ReservedArgumentError,
+    ResultNotFound,
+    SerializationError,
+    SignatureMismatchError,
+    TaskRunTimeoutError,
+    UnfinishedRun,
+    UnhashableInputError,
+    UpstreamTaskError,
+)
 
 __all__ = [
     "CancelledRun",
@@ -43,74 +67,6 @@ __all__ = [
     "UpstreamTaskError",
 ]
 
-
-class FlowpodException(Exception):
-    """Base class of every exception flowpod raises on its own behalf."""
-
-
-class MissingContextError(FlowpodException, RuntimeError):
-    """A run-only API (get_run_logger, .submit) was used outside a flow or task run."""
-
-
-class ConfigurationError(FlowpodException, ValueError):
-    """A setting or profile value is unknown or malformed."""
-
-
-class ParameterTypeError(FlowpodException, TypeError):
-    """Flow parameters failed validation against the flow's type hints."""
-
-
-class SignatureMismatchError(FlowpodException, TypeError):
-    """Arguments do not bind to the function's signature."""
-
-
-class ReservedArgumentError(FlowpodException, TypeError):
-    """A task or flow function declares a parameter whose name the engine reserves."""
-
-
-class MappingLengthMismatch(FlowpodException, ValueError):
-    """Iterables passed to .map() have different lengths."""
-
-
-class MappingMissingIterable(FlowpodException, ValueError):
-    """.map() was called without any iterable argument."""
-
-
-class UnhashableInputError(FlowpodException, ValueError):
-    """A cache policy could not hash one of the task's inputs."""
-
-
-class SerializationError(FlowpodException, ValueError):
-    """A value could not be serialised or deserialised by the configured serializer."""
-
-
-class ResultNotFound(FlowpodException, KeyError):
-    """The result store holds nothing under the requested key."""
-
-
-class UpstreamTaskError(FlowpodException):
-    """An upstream task named in wait_for did not complete, so this run did not start."""
-
-
-class UnfinishedRun(FlowpodException):
-    """A result was requested from a run that is not in a final state."""
-
-
-class CrashedRun(FlowpodException):
-    """The run crashed: its process or pod ended without reporting a result."""
-
-
-class FailedRun(FlowpodException):
-    """The run failed and no exception object was stored with its state."""
-
-
-class CancelledRun(FlowpodException):
-    """The run was cancelled."""
-
-
-class TaskRunTimeoutError(FlowpodException, TimeoutError):
-    """A task run exceeded its timeout_seconds."""
-
-
-class FlowRunTimeoutError(FlowpodException, TimeoutError):
-    """A flow run exceeded its timeout_seconds."""
+for _name in __all__:
+    globals()[_name].__module__ = __name__
+del _name

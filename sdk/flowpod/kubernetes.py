@@ -538,7 +538,7 @@ class KubernetesTaskRunner(TaskRunner):
     def _serializer_for(self, store: ResultStore, name: str, ref: str,
                         status: Mapping[str, Any]) -> str:
         if ref.startswith("cache/"):
-            from flowpod._storage.stores import CacheRecord
+            from flowpod._contract.records import CacheRecord
 
             try:
                 record_key = ref[: -len(".value")] + ".json" if ref.endswith(".value") else ref

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from flowpod import flow, task
-from flowpod._storage.run_files import flow_code_key, log_key, read_result
+from flowpod._contract.keys import flow_code_key, log_key
+from flowpod._storage.run_files import read_result
 
 from .harness import REPO_ROOT, Cluster
 from .operator_fixtures import (  # noqa: F401 - fixtures

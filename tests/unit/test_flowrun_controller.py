@@ -9,7 +9,7 @@ import copy
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from flowpod._storage.run_files import FlowOutcome
+from flowpod._contract.records import FlowOutcome
 from flowpod_operator.flowruns import COUNT_BATCH_S, FlowRunController
 from flowpod_operator.kube import Conflict
 from flowpod_operator.settings import OperatorConfig, StorageDefaults

@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flowpod._contract.records import FlowOutcome
 from flowpod._contract.resources import FlowRun
-from flowpod._storage.run_files import FlowOutcome
 from flowpod_operator.decisions import CreatePod, PatchStatus, Requeue
 from flowpod_operator.decisions_flowrun import (
     CancelRun,

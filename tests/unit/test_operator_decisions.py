@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
+from flowpod._contract.records import CacheRecord, Outcome
 from flowpod._contract.resources import TaskRun
 from flowpod._contract.retrying import delay_for_retry, jitter_bounds
-from flowpod._storage.run_files import Outcome
-from flowpod._storage.stores import CacheRecord
 from flowpod_operator.decisions import (
     CreatePod,
     Decision,

@@ -13,9 +13,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from flowpod._contract.records import CacheRecord, Outcome
 from flowpod._contract.resources import TaskRun
-from flowpod._storage.run_files import Outcome
-from flowpod._storage.stores import CacheRecord
 from flowpod_operator.handlers import Reconciler
 from flowpod_operator.kube import Conflict
 from flowpod_operator.settings import OperatorConfig, StorageDefaults

@@ -11,20 +11,17 @@ from typing import Any
 import pytest
 
 from flowpod import task
+from flowpod._contract.keys import exception_key, outcome_key, payload_key, result_key
+from flowpod._contract.records import Outcome
 from flowpod._storage.run_files import (
     PAYLOAD_VERSION,
     FlowRunInfo,
-    Outcome,
     TaskPayload,
     dump_payload,
-    exception_key,
-    outcome_key,
-    payload_key,
     read_exception,
     read_outcome,
     read_payload,
     read_result,
-    result_key,
     write_exception,
     write_outcome,
     write_payload,

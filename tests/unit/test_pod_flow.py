@@ -13,14 +13,8 @@ from typing import Any
 import pytest
 
 from flowpod import flow, task
-from flowpod._storage.run_files import (
-    TaskPayload,
-    flow_code_key,
-    log_key,
-    read_flow_outcome,
-    read_result,
-    write_payload,
-)
+from flowpod._contract.keys import flow_code_key, log_key
+from flowpod._storage.run_files import TaskPayload, read_flow_outcome, read_result, write_payload
 from flowpod._storage.stores import LocalResultStore
 from flowpod.pod._flow import run_flow
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from flowpod import runtime, task
+from flowpod._contract.records import Outcome
 from flowpod._storage.run_files import (
     FlowRunInfo,
-    Outcome,
     TaskPayload,
     read_exception,
     read_outcome,
@@ -298,7 +298,7 @@ def test_sigterm_ends_the_pod_at_once_and_keeps_its_log(store: LocalResultStore,
                                                         tmp_path: Path) -> None:
     # In a container the pod's program is PID 1, which ignores signals it has no handler for;
     # the handler makes a deleted or cancelled pod stop now rather than at SIGKILL.
-    from flowpod._storage.run_files import log_key
+    from flowpod._contract.keys import log_key
 
     marker = tmp_path / "started"
     name = submit(store, waits_for_a_signal, {"marker": str(marker)}, "waits-0")

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from flowpod._contract.keys import validate_key
+from flowpod._contract.records import CacheRecord
 from flowpod._storage.stores import (
-    CacheRecord,
     CacheStore,
     JSONSerializer,
     LocalResultStore,
@@ -24,7 +25,6 @@ from flowpod._storage.stores import (
     ResultStore,
     default_cache_store,
     get_serializer,
-    validate_key,
 )
 from flowpod.exceptions import ConfigurationError, ResultNotFound, SerializationError
 

@@ -249,7 +249,7 @@ def interleave_logs(sources: Iterable[tuple[str, str]]) -> list[str]:
 def _stored_log(store: ResultStore | None, namespace: str, name: str, attempt: int) -> str | None:
     if store is None:
         return None
-    from flowpod._storage.run_files import log_key
+    from flowpod._contract.keys import log_key
     from flowpod.exceptions import ResultNotFound
 
     try:

@@ -28,6 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from flowpod._contract.keys import flow_code_key
 from flowpod._contract.states import FINAL_STATES
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ __all__ = [
     "CLUSTER_ENDPOINT_VAR",
     "FlowRunHandle",
     "StorageViews",
-    "flow_code_key",
     "flowrun_object_name",
     "progress_line",
     "storage_views",
@@ -51,12 +51,6 @@ __all__ = [
 CLUSTER_ENDPOINT_VAR = "FLOWPOD_S3_CLUSTER_ENDPOINT"
 _NAME_CHARS = re.compile(r"[^a-z0-9-]+")
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
-
-
-def flow_code_key(namespace: str, name: str) -> str:
-    """``runs/<ns>/<flowrun>/flow-code``: where the pickled flow lives (the contract's key)."""
-    import flowpod._storage.run_files as _payloads
-    return _payloads.flow_code_key(namespace, name)
 
 
 def flowrun_object_name(flow_name: str, rng: random.Random | None = None) -> str:

@@ -17,43 +17,37 @@ Everything here is pure over a ``ResultStore``: no Kubernetes, no pydantic, no c
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
-from flowpod._storage.stores import ResultStore, get_serializer, validate_key
+from flowpod._contract.keys import (
+    exception_key,
+    flow_outcome_key,
+    outcome_key,
+    payload_key,
+    result_key,
+)
+from flowpod._contract.records import FlowOutcome, Outcome
+from flowpod._storage.stores import ResultStore, get_serializer
 from flowpod.exceptions import ResultNotFound, SerializationError
 
 if TYPE_CHECKING:
     from flowpod.tasks import Task
 
 __all__ = [
-    "FINAL_OUTCOME_STATES",
     "PAYLOAD_VERSION",
-    "FlowOutcome",
     "FlowRunInfo",
-    "Outcome",
     "TaskPayload",
-    "exception_key",
-    "flow_code_key",
-    "flow_outcome_key",
-    "flow_result_key",
-    "log_key",
-    "outcome_key",
-    "payload_key",
     "read_exception",
     "read_flow_outcome",
     "read_outcome",
     "read_payload",
     "read_result",
-    "result_key",
-    "run_prefix",
     "write_exception",
     "write_flow_outcome",
     "write_outcome",
@@ -64,53 +58,7 @@ __all__ = [
 PAYLOAD_VERSION: Final = 1
 """Bumped when TaskPayload changes incompatibly; a pod refuses payloads of another version."""
 
-FINAL_OUTCOME_STATES: Final = frozenset({"Completed", "Failed", "TimedOut", "Crashed"})
-"""The state names an outcome may carry."""
-
-_OUTCOME_TYPES: Final = {
-    "Completed": "COMPLETED",
-    "Failed": "FAILED",
-    "TimedOut": "FAILED",
-    "Crashed": "CRASHED",
-}
-
-
 # -- keys ---------------------------------------------------------------------------------------
-
-
-def _check_part(value: str, what: str) -> str:
-    if not isinstance(value, str) or not value or "/" in value:
-        raise ValueError(
-            f"invalid {what} {value!r}: it must be a non-empty Kubernetes object name without '/'"
-        )
-    return value
-
-
-def _check_attempt(attempt: int) -> int:
-    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
-        raise ValueError(f"attempt numbers start at 1; got {attempt!r}")
-    return attempt
-
-
-def run_prefix(namespace: str, name: str) -> str:
-    """``runs/<namespace>/<taskrun>``: the folder of one TaskRun's objects."""
-    return validate_key(f"runs/{_check_part(namespace, 'namespace')}/{_check_part(name, 'name')}")
-
-
-def payload_key(namespace: str, name: str) -> str:
-    return f"{run_prefix(namespace, name)}/payload"
-
-
-def outcome_key(namespace: str, name: str, attempt: int) -> str:
-    return f"{run_prefix(namespace, name)}/outcome-{_check_attempt(attempt)}.json"
-
-
-def result_key(namespace: str, name: str, attempt: int) -> str:
-    return f"{run_prefix(namespace, name)}/result-{_check_attempt(attempt)}"
-
-
-def exception_key(namespace: str, name: str, attempt: int) -> str:
-    return f"{run_prefix(namespace, name)}/exception-{_check_attempt(attempt)}"
 
 
 # -- payload ------------------------------------------------------------------------------------
@@ -262,94 +210,6 @@ def read_payload(store: ResultStore, namespace: str, name: str) -> TaskPayload:
 # -- outcome ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt ended in, written by the pod and read by the operator and the SDK.
-
-    ``retry_allowed`` is retry_condition_fn's verdict (True when the task has none); the operator
-    still applies the retry count. ``result_ref`` is set for Completed outcomes; ``exception_ref``
-    points at the pickled exception of a failed attempt (absent if it did not pickle).
-    """
-
-    attempt: int
-    state: str
-    message: str | None = None
-    exception: str | None = None
-    retry_allowed: bool = True
-    result_ref: str | None = None
-    exception_ref: str | None = None
-    serializer: str | None = None
-    finished_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def __post_init__(self) -> None:
-        if self.state not in FINAL_OUTCOME_STATES:
-            raise ValueError(
-                f"an outcome's state must be one of {sorted(FINAL_OUTCOME_STATES)}; "
-                f"got {self.state!r}"
-            )
-        _check_attempt(self.attempt)
-
-    @property
-    def type(self) -> str:
-        """The Prefect state type behind ``state`` (TimedOut is FAILED)."""
-        return _OUTCOME_TYPES[self.state]
-
-    @property
-    def completed(self) -> bool:
-        return self.state == "Completed"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "attempt": self.attempt,
-            "state": self.state,
-            "type": self.type,
-            "message": self.message,
-            "exception": self.exception,
-            "retryAllowed": self.retry_allowed,
-            "resultRef": self.result_ref,
-            "exceptionRef": self.exception_ref,
-            "serializer": self.serializer,
-            "finishedAt": self.finished_at.isoformat(),
-        }
-
-    def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), sort_keys=True).encode("utf-8")
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> Outcome:
-        try:
-            finished = datetime.fromisoformat(str(raw["finishedAt"]))
-            if finished.tzinfo is None:
-                finished = finished.replace(tzinfo=UTC)
-            return cls(
-                attempt=int(raw["attempt"]),
-                state=str(raw["state"]),
-                message=_opt_str(raw.get("message")),
-                exception=_opt_str(raw.get("exception")),
-                retry_allowed=bool(raw.get("retryAllowed", True)),
-                result_ref=_opt_str(raw.get("resultRef")),
-                exception_ref=_opt_str(raw.get("exceptionRef")),
-                serializer=_opt_str(raw.get("serializer")),
-                finished_at=finished,
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SerializationError(f"malformed task outcome record: {exc!r}") from exc
-
-    @classmethod
-    def from_json(cls, data: bytes) -> Outcome:
-        try:
-            raw = json.loads(data)
-        except ValueError as exc:
-            raise SerializationError(f"task outcome record is not valid JSON: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise SerializationError("task outcome record is not a JSON object")
-        return cls.from_dict(raw)
-
-
-def _opt_str(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
 def write_outcome(store: ResultStore, namespace: str, name: str, outcome: Outcome) -> str:
     """Store the outcome of attempt ``outcome.attempt``; returns its key."""
     key = outcome_key(namespace, name, outcome.attempt)
@@ -424,67 +284,6 @@ def read_exception(store: ResultStore, exception_ref: str) -> BaseException | No
 #     runs/<namespace>/<flowrun>/flow-outcome-<n>.json     FlowOutcome of flow attempt n
 #     runs/<namespace>/<flowrun>/flow-result-<n>           the flow's serialised return value
 #     runs/<namespace>/<name>/log-<n>.txt                  any pod's log (task or flow attempt n)
-
-
-def flow_code_key(namespace: str, name: str) -> str:
-    return f"{run_prefix(namespace, name)}/flow-code"
-
-
-def flow_outcome_key(namespace: str, name: str, attempt: int) -> str:
-    return f"{run_prefix(namespace, name)}/flow-outcome-{_check_attempt(attempt)}.json"
-
-
-def flow_result_key(namespace: str, name: str, attempt: int) -> str:
-    return f"{run_prefix(namespace, name)}/flow-result-{_check_attempt(attempt)}"
-
-
-def log_key(namespace: str, name: str, attempt: int) -> str:
-    return f"{run_prefix(namespace, name)}/log-{_check_attempt(attempt)}.txt"
-
-
-@dataclass(frozen=True)
-class FlowOutcome:
-    """What one flow attempt ended in, written by the flow pod and read by the operator."""
-
-    attempt: int
-    state: str
-    message: str | None = None
-    result_ref: str | None = None
-    finished_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def __post_init__(self) -> None:
-        if self.state not in FINAL_OUTCOME_STATES:
-            raise ValueError(
-                f"a flow outcome's state must be one of {sorted(FINAL_OUTCOME_STATES)}; "
-                f"got {self.state!r}"
-            )
-        _check_attempt(self.attempt)
-
-    @property
-    def type(self) -> str:
-        return _OUTCOME_TYPES[self.state]
-
-    @property
-    def completed(self) -> bool:
-        return self.state == "Completed"
-
-    def to_json(self) -> bytes:
-        return json.dumps({
-            "attempt": self.attempt, "state": self.state, "type": self.type,
-            "message": self.message, "resultRef": self.result_ref,
-            "finishedAt": self.finished_at.isoformat(),
-        }).encode("utf-8")
-
-    @classmethod
-    def from_json(cls, data: bytes) -> FlowOutcome:
-        try:
-            raw = json.loads(data)
-            return cls(attempt=int(raw["attempt"]), state=str(raw["state"]),
-                       message=_opt_str(raw.get("message")),
-                       result_ref=_opt_str(raw.get("resultRef")),
-                       finished_at=datetime.fromisoformat(str(raw["finishedAt"])))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SerializationError(f"malformed flow outcome record: {exc}") from exc
 
 
 def write_flow_outcome(store: ResultStore, namespace: str, name: str,

@@ -28,7 +28,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, BinaryIO, Protocol, TypeVar, cast
 
-from flowpod._storage.stores import CHUNK_SIZE, ResultStore, validate_key
+from flowpod._contract.keys import validate_key
+from flowpod._storage.stores import CHUNK_SIZE, ResultStore
 from flowpod.exceptions import FlowpodException, ResultNotFound
 
 __all__ = [

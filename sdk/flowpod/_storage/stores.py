@@ -18,26 +18,24 @@ Processes on different machines sharing a bucket are not serialised by it.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
-import re
 import shutil
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from flowpod._contract.keys import cache_name, cache_record_key, cache_value_key, validate_key
+from flowpod._contract.records import CacheRecord
 from flowpod.exceptions import ConfigurationError, ResultNotFound, SerializationError
 
 __all__ = [
     "CHUNK_SIZE",
-    "CacheRecord",
     "CacheStore",
     "JSONSerializer",
     "LocalResultStore",
@@ -47,33 +45,10 @@ __all__ = [
     "Serializer",
     "default_cache_store",
     "get_serializer",
-    "validate_key",
 ]
 
 CHUNK_SIZE = 1024 * 1024
 """Streaming copies move at most this many bytes at a time."""
-
-
-def validate_key(key: str) -> str:
-    """Check that ``key`` is a relative '/'-separated path that stays inside the store."""
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"a result store key must be a non-empty string, got {key!r}")
-    problem = None
-    if key.startswith("/") or key.startswith("\\") or re.match(r"^[A-Za-z]:", key):
-        problem = "it is absolute; use a relative path such as 'results/my-task.pickle'"
-    elif "\\" in key:
-        problem = "it contains a backslash; separate folders with '/'"
-    elif "\x00" in key:
-        problem = "it contains a NUL character"
-    else:
-        parts = key.split("/")
-        if any(part in ("..", ".") for part in parts):
-            problem = "it contains a '.' or '..' segment; keys cannot leave the store's root"
-        elif any(part == "" for part in parts):
-            problem = "it has an empty segment ('//' or a trailing '/')"
-    if problem:
-        raise ValueError(f"invalid result store key {key!r}: {problem}")
-    return key
 
 
 class ResultStore(ABC):
@@ -321,68 +296,6 @@ def get_serializer(name: str) -> Serializer:
 # --- cache records -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CacheRecord:
-    """What a cache key resolved to: where the value is, how it is encoded, when it expires."""
-
-    cache_key: str
-    task_key: str
-    result_key: str
-    serializer: str
-    created: datetime
-    expires: datetime | None
-
-    def is_expired(self, now: datetime) -> bool:
-        return self.expires is not None and now >= self.expires
-
-    def to_json(self) -> bytes:
-        return json.dumps(
-            {
-                "cache_key": self.cache_key,
-                "task_key": self.task_key,
-                "result_key": self.result_key,
-                "serializer": self.serializer,
-                "created": self.created.isoformat(),
-                "expires": self.expires.isoformat() if self.expires else None,
-            },
-            sort_keys=True,
-        ).encode("utf-8")
-
-    @classmethod
-    def from_json(cls, data: bytes) -> CacheRecord:
-        try:
-            raw = json.loads(data)
-            expires = raw["expires"]
-            return cls(
-                cache_key=str(raw["cache_key"]),
-                task_key=str(raw["task_key"]),
-                result_key=str(raw["result_key"]),
-                serializer=str(raw["serializer"]),
-                created=_aware(datetime.fromisoformat(raw["created"])),
-                expires=_aware(datetime.fromisoformat(expires)) if expires else None,
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SerializationError(f"malformed cache record: {exc!r}") from exc
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
-
-
-def _storage_name(cache_key: str) -> str:
-    """The file/object name of a cache key: itself when safe, else '~' + its sha256.
-
-    Keys from cache_key_fn are arbitrary strings ('a/../b', spaces, very long). '~' never occurs in
-    a safe name, so a hashed name cannot collide with a literal one.
-    """
-    if _SAFE_NAME.fullmatch(cache_key) and ".." not in cache_key:
-        return cache_key
-    return "~" + hashlib.sha256(cache_key.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 class _KeyLock:
     """One cache key's lock: re-entrant within a thread, flock'ed once for other processes."""
 
@@ -416,11 +329,11 @@ class CacheStore:
 
     @staticmethod
     def record_key(cache_key: str) -> str:
-        return f"cache/{_storage_name(cache_key)}.json"
+        return cache_record_key(cache_key)
 
     @staticmethod
     def value_key(cache_key: str) -> str:
-        return f"cache/{_storage_name(cache_key)}.value"
+        return cache_value_key(cache_key)
 
     def read_record(self, cache_key: str) -> CacheRecord | None:
         """The stored record, or None if there is none (or it is unreadable)."""
@@ -479,7 +392,7 @@ class CacheStore:
     @contextmanager
     def lock(self, cache_key: str) -> Iterator[None]:
         """Hold this while doing lookup -> compute -> commit, so concurrent runs compute once."""
-        name = _storage_name(cache_key)
+        name = cache_name(cache_key)
         with self._locks_guard:
             entry = self._locks.get(name)
             if entry is None:

@@ -125,7 +125,7 @@ def _capture_output() -> io.StringIO:
 def _upload_log(store: ResultStore, namespace: str, name: str, attempt: int,
                 copy: io.StringIO) -> None:
     """Best effort: a log that cannot be stored must not change the attempt's result."""
-    from flowpod._storage.run_files import log_key
+    from flowpod._contract.keys import log_key
 
     sys.stdout.flush()
     try:

@@ -18,7 +18,9 @@ import os
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from flowpod._storage.run_files import FlowOutcome, flow_result_key, write_flow_outcome
+from flowpod._contract.keys import flow_result_key
+from flowpod._contract.records import FlowOutcome
+from flowpod._storage.run_files import write_flow_outcome
 from flowpod.pod._task import outcome_state_name
 
 if TYPE_CHECKING:

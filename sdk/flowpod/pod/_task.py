@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from flowpod._contract.lifecycle import CONDITION_ERROR_LOG, Schedule, failure_log, outcome_word
+from flowpod._contract.records import Outcome
 from flowpod._contract.retrying import decide_retry
 from flowpod._engine.attempts import (
     FAILED_MESSAGE,
@@ -31,7 +32,6 @@ from flowpod._engine.attempts import (
 from flowpod._engine.runs import FlowRun, TaskRun
 from flowpod._storage.run_files import (
     FlowRunInfo,
-    Outcome,
     TaskPayload,
     read_payload,
     write_exception,
