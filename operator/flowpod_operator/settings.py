@@ -68,7 +68,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from flowpod._contract.resources import ImagePullPolicy, ResourceRequirements
+from flowpod._contract.pod_settings import ImagePullPolicy, ResourceRequirements
 
 __all__ = [
     "DEFAULT_CREDENTIALS_SECRET",

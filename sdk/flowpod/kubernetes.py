@@ -44,7 +44,7 @@ from flowpod.futures import FlowpodFuture
 from flowpod.task_runners import TaskRunner
 
 if TYPE_CHECKING:
-    from flowpod._contract.resources import StorageSpec
+    from flowpod._contract.pod_settings import StorageSpec
     from flowpod._engine.runs import TaskRun
     from flowpod._engine.task_engine import Submission
     from flowpod._storage.stores import ResultStore

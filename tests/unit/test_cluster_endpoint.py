@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from flowpod import flow, task
-from flowpod._contract.resources import StorageSpec
+from flowpod._contract.pod_settings import StorageSpec
 from flowpod._kube.flowrun_api import FlowRunApi, NotFound
 from flowpod._kube.submit import storage_views
 from flowpod._storage.s3 import S3ResultStore

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from flowpod._contract.resources import FlowRun, ImagePullPolicy, TaskRun
+from flowpod._contract.pod_settings import ImagePullPolicy
+from flowpod._contract.resources import FlowRun, TaskRun
 from flowpod_operator.pods import flow_pod_manifest, label_value, pod_manifest, pod_name
 from flowpod_operator.settings import OperatorConfig, PodDefaults, StorageDefaults
 

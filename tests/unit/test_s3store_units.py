@@ -390,7 +390,7 @@ def test_real_client_is_built_lazily_with_our_config(monkeypatch: pytest.MonkeyP
 
 
 def test_store_from_a_run_storage_spec() -> None:
-    from flowpod._contract.resources import StorageSpec
+    from flowpod._contract.pod_settings import StorageSpec
 
     spec = StorageSpec.model_validate(
         {"bucket": "results", "prefix": "team-a", "endpoint": ENDPOINT,

@@ -32,7 +32,7 @@ from flowpod._contract.keys import flow_code_key
 from flowpod._contract.states import FINAL_STATES
 
 if TYPE_CHECKING:
-    from flowpod._contract.resources import StorageSpec
+    from flowpod._contract.pod_settings import StorageSpec
     from flowpod._kube.flowrun_api import FlowRunApi
     from flowpod._storage.stores import ResultStore
     from flowpod.flows import Flow
@@ -85,7 +85,7 @@ def progress_line(obj: Mapping[str, Any]) -> str:
 
 def _storage_spec(storage: StorageSpec | Mapping[str, Any] | None) -> StorageSpec | None:
     """``storage`` as a StorageSpec; None: ``FLOWPOD_S3_*`` as this process reaches it."""
-    from flowpod._contract.resources import StorageSpec
+    from flowpod._contract.pod_settings import StorageSpec
     from flowpod.kubernetes import _storage_from_env
 
     raw = storage if storage is not None else _storage_from_env()
@@ -118,7 +118,7 @@ def storage_views(storage: StorageSpec | Mapping[str, Any] | None) -> StorageVie
         return StorageViews(local, local)
     from pydantic import ValidationError
 
-    from flowpod._contract.resources import StorageSpec
+    from flowpod._contract.pod_settings import StorageSpec
     from flowpod.exceptions import ConfigurationError
 
     try:

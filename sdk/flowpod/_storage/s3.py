@@ -66,7 +66,7 @@ _CREDENTIAL_CODES = frozenset(
 
 
 class StorageSettings(Protocol):
-    """What a run's ``spec.storage`` says (``flowpod._contract.resources.StorageSpec`` fits)."""
+    """What a run's ``spec.storage`` says (``flowpod._contract.pod_settings.StorageSpec`` fits)."""
 
     @property
     def bucket(self) -> str: ...
