@@ -14,7 +14,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from flowpod._cli.main import format_result, main, parse_param, parse_params
+from flowpod._cli.local import format_result
+from flowpod._cli.main import main
+from flowpod._cli.targets import parse_param, parse_params
 from flowpod._common.settings import get_settings, profile_path
 
 

@@ -1,5 +1,6 @@
-"""The ``flowpod`` command line: the local commands (``main``), the cluster commands
-(``kubernetes``) and CRD generation (``crds``)."""
+"""The ``flowpod`` command line, layered top-down: ``main`` (the click group) registers the
+commands of ``local`` (run, config, crds, version) and ``kubernetes`` (submit, get, logs, cancel),
+which load flow files through ``targets``; ``crds`` is the CRD generator behind ``flowpod crds``."""
 
 from flowpod._cli.main import main
 

@@ -4,11 +4,11 @@
     flowpod get flowruns [NAME] [-n NS]        flowpod get taskruns [NAME] [-n NS]
     flowpod logs FLOWRUN [-n NS]               flowpod cancel FLOWRUN [--wait]
 
-``register(main)`` adds them to the click group of ``flowpod._cli.main``. Only click is imported
-here;
-the Kubernetes client, pydantic and boto3 are imported when a command runs, through
-``flowpod._kube.flowrun_api.FlowRunApi`` (``make_api`` is the seam tests replace). Exit codes: 0
-success, 1 the flow run did not complete (or the cluster refused the call), 2 a usage error.
+``register(main)`` adds them to the click group of ``flowpod._cli.main``; flow files are loaded
+through ``flowpod._cli.targets``. Only click is imported here; the Kubernetes client, pydantic and
+boto3 are imported when a command runs, through ``flowpod._kube.flowrun_api.FlowRunApi``
+(``make_api`` is the seam tests replace). Exit codes: 0 success, 1 the flow run did not complete
+(or the cluster refused the call), 2 a usage error.
 """
 
 from __future__ import annotations
@@ -21,13 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from flowpod._cli.targets import load_flow, parse_params, split_target
 from flowpod._contract.labels import FLOWRUN_LABEL, label_value
 
 if TYPE_CHECKING:
     from flowpod._kube.flowrun_api import FlowRunApi
     from flowpod._storage.stores import ResultStore
 
-__all__ = ["format_table", "interleave_logs", "make_api", "register"]
+__all__ = [
+    "cancel_command", "format_table", "get_command", "interleave_logs", "logs_command", "make_api",
+    "register", "submit_command",
+]
 
 
 def make_api() -> FlowRunApi:
@@ -78,6 +82,12 @@ def _body_message(exc: Exception) -> str:
     return f": {message}" if message else ""
 
 
+_namespace_option = click.option(
+    "--namespace", "-n", default=None, help="Default: the kubeconfig's namespace.")
+_timeout_option = click.option(
+    "--timeout", type=float, default=None, help="With --wait: give up after N s.")
+
+
 # --- submit --------------------------------------------------------------------------------------
 
 
@@ -92,23 +102,24 @@ def _parse_env(items: Sequence[str]) -> dict[str, str]:
     return env
 
 
-def _submit(target: str, params: tuple[str, ...], namespace: str | None, image: str | None,
-            env: tuple[str, ...], wait: bool, timeout: float | None) -> None:
-    from flowpod._cli.main import find_flow, load_module, parse_params, split_target
-
+@click.command("submit")
+@click.argument("target")
+@click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
+              help="A flow parameter; VALUE is parsed as JSON when it is JSON.")
+@_namespace_option
+@click.option("--image", default=None, help="Image of the flow pod (default: the operator's).")
+@click.option("--env", "-e", "env", multiple=True, metavar="NAME=VALUE",
+              help="An environment variable for the flow pod.")
+@click.option("--wait", "-w", is_flag=True, help="Follow the run; exit 1 unless Completed.")
+@_timeout_option
+def submit_command(target: str, params: tuple[str, ...], namespace: str | None,
+                   image: str | None, env: tuple[str, ...], wait: bool,
+                   timeout: float | None) -> None:
+    """Run the flow TARGET (path/to/file.py:flow_name) on the cluster as a FlowRun."""
     path, name = split_target(target)
     parameters = parse_params(params)
     env_vars = _parse_env(env)
-    try:
-        module = load_module(path)
-    except (click.ClickException, SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-        sys.exit(1)
-    flow_obj = find_flow(module, name, path)
+    flow_obj = load_flow(path, name)
 
     from flowpod._kube.submit import progress_line, submit
     from flowpod.exceptions import ConfigurationError, SerializationError
@@ -200,7 +211,13 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     )
 
 
-def _get(kind: str, name: str | None, namespace: str | None, flowrun: str | None) -> None:
+@click.command("get")
+@click.argument("kind", metavar="flowruns|taskruns")
+@click.argument("name", required=False)
+@_namespace_option
+@click.option("--flowrun", default=None, help="taskruns: only those of this FlowRun.")
+def get_command(kind: str, name: str | None, namespace: str | None, flowrun: str | None) -> None:
+    """List FlowRuns or TaskRuns (or show one) as a table."""
     plural = {"flowrun": "flowruns", "flowruns": "flowruns", "fr": "flowruns",
               "taskrun": "taskruns", "taskruns": "taskruns", "tr": "taskruns"}.get(kind.lower())
     if plural is None:
@@ -290,7 +307,11 @@ def collect_logs(api: FlowRunApi, store: ResultStore | None, namespace: str,
     return sources
 
 
-def _logs(flowrun: str, namespace: str | None) -> None:
+@click.command("logs")
+@click.argument("flowrun")
+@_namespace_option
+def logs_command(flowrun: str, namespace: str | None) -> None:
+    """Print the logs of a FlowRun's flow pod and task pods, interleaved by time."""
     api = make_api()
     try:
         ns = _namespace(api, namespace)
@@ -312,7 +333,14 @@ def _logs(flowrun: str, namespace: str | None) -> None:
 # --- cancel --------------------------------------------------------------------------------------
 
 
-def _cancel(flowrun: str, namespace: str | None, wait: bool, timeout: float | None) -> None:
+@click.command("cancel")
+@click.argument("flowrun")
+@_namespace_option
+@click.option("--wait", "-w", is_flag=True, help="Wait until the run is Cancelled.")
+@_timeout_option
+def cancel_command(flowrun: str, namespace: str | None, wait: bool,
+                   timeout: float | None) -> None:
+    """Stop a FlowRun: its flow pod and every task pod (state Cancelled)."""
     from flowpod._contract.states import FINAL_STATES
     from flowpod._kube.submit import FlowRunHandle
 
@@ -343,46 +371,5 @@ def _cancel(flowrun: str, namespace: str | None, wait: bool, timeout: float | No
 
 def register(main: click.Group) -> None:
     """Add submit, get, logs and cancel to the ``flowpod`` group."""
-
-    @main.command("submit")
-    @click.argument("target")
-    @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
-                  help="A flow parameter; VALUE is parsed as JSON when it is JSON.")
-    @click.option("--namespace", "-n", default=None, help="Default: the kubeconfig's namespace.")
-    @click.option("--image", default=None, help="Image of the flow pod (default: the operator's).")
-    @click.option("--env", "-e", "env", multiple=True, metavar="NAME=VALUE",
-                  help="An environment variable for the flow pod.")
-    @click.option("--wait", "-w", is_flag=True, help="Follow the run; exit 1 unless Completed.")
-    @click.option("--timeout", type=float, default=None, help="With --wait: give up after N s.")
-    def submit_command(target: str, params: tuple[str, ...], namespace: str | None,
-                       image: str | None, env: tuple[str, ...], wait: bool,
-                       timeout: float | None) -> None:
-        """Run the flow TARGET (path/to/file.py:flow_name) on the cluster as a FlowRun."""
-        _submit(target, params, namespace, image, env, wait, timeout)
-
-    @main.command("get")
-    @click.argument("kind", metavar="flowruns|taskruns")
-    @click.argument("name", required=False)
-    @click.option("--namespace", "-n", default=None, help="Default: the kubeconfig's namespace.")
-    @click.option("--flowrun", default=None, help="taskruns: only those of this FlowRun.")
-    def get_command(kind: str, name: str | None, namespace: str | None,
-                    flowrun: str | None) -> None:
-        """List FlowRuns or TaskRuns (or show one) as a table."""
-        _get(kind, name, namespace, flowrun)
-
-    @main.command("logs")
-    @click.argument("flowrun")
-    @click.option("--namespace", "-n", default=None, help="Default: the kubeconfig's namespace.")
-    def logs_command(flowrun: str, namespace: str | None) -> None:
-        """Print the logs of a FlowRun's flow pod and task pods, interleaved by time."""
-        _logs(flowrun, namespace)
-
-    @main.command("cancel")
-    @click.argument("flowrun")
-    @click.option("--namespace", "-n", default=None, help="Default: the kubeconfig's namespace.")
-    @click.option("--wait", "-w", is_flag=True, help="Wait until the run is Cancelled.")
-    @click.option("--timeout", type=float, default=None, help="With --wait: give up after N s.")
-    def cancel_command(flowrun: str, namespace: str | None, wait: bool,
-                       timeout: float | None) -> None:
-        """Stop a FlowRun: its flow pod and every task pod (state Cancelled)."""
-        _cancel(flowrun, namespace, wait, timeout)
+    for command in (submit_command, get_command, logs_command, cancel_command):
+        main.add_command(command)
