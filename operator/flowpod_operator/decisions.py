@@ -26,14 +26,23 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from flowpod._contract.lifecycle import Schedule, failure_suffix
-from flowpod._contract.records import CacheRecord
+from flowpod._contract.records import CacheRecord, Outcome
 from flowpod._contract.resources import TaskRun
 from flowpod._contract.retrying import decide_retry
-from flowpod._contract.states import FINAL_STATES, StateName, state_type_of
+from flowpod._contract.states import FINAL_STATES, StateName
 from flowpod._contract.states import outcome_state as outcome_state_name
+from flowpod._contract.status import (
+    FinalFields,
+    HistoryEntry,
+    final_fields,
+    format_duration,
+    history_entry,
+    iso,
+    state_fields,
+)
 from flowpod_operator.pods import pod_name
 
 __all__ = [
@@ -43,11 +52,9 @@ __all__ = [
     "CreatePod",
     "Decision",
     "Event",
-    "OutcomeLike",
     "PatchStatus",
     "Requeue",
     "decide",
-    "format_duration",
     "pod_attempt",
     "pod_failure_reason",
 ]
@@ -59,21 +66,6 @@ STUCK_REASONS = frozenset(
     {"CreateContainerConfigError", "CreateContainerError", "ErrImagePull", "ImagePullBackOff",
      "InvalidImageName", "ErrImageNeverPull"}
 )
-
-
-class OutcomeLike(Protocol):
-    """What the pod wrote about its attempt (``flowpod._contract.records.Outcome`` fits)."""
-
-    @property
-    def state(self) -> str: ...
-    @property
-    def message(self) -> str | None: ...
-    @property
-    def exception(self) -> str | None: ...
-    @property
-    def retry_allowed(self) -> bool: ...
-    @property
-    def result_ref(self) -> str | None: ...
 
 
 # -- actions ------------------------------------------------------------------------------------
@@ -91,7 +83,7 @@ class PatchStatus:
     """Merge ``fields`` into status and append ``history`` entries (wire form, camelCase)."""
 
     fields: Mapping[str, Any]
-    history: tuple[Mapping[str, Any], ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
 
     def status_patch(self, previous_history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """The status part of a merge patch: lists are replaced whole, so history is sent
@@ -194,48 +186,9 @@ def _parse_time(value: Any) -> datetime | None:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def format_duration(seconds: float) -> str:
-    """A short human-readable duration for the printer column: '0.4s', '12s', '1m3s', '2h5m'."""
-    seconds = max(seconds, 0.0)
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole}s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes}m"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def _entry(state: StateName, at: datetime, attempt: int, message: str | None) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "state": state.value,
-        "type": state_type_of(state).value,
-        "timestamp": _iso(at),
-        "attempt": attempt,
-    }
-    if message:
-        entry["message"] = message
-    return entry
-
-
-def _state_fields(state: StateName, message: str | None) -> dict[str, Any]:
-    return {"state": state.value, "stateType": state_type_of(state).value, "message": message}
-
-
-def _final_fields(taskrun: TaskRun, now: datetime) -> dict[str, Any]:
-    start = taskrun.status.start_time or taskrun.metadata.creation_timestamp or now
-    return {
-        "endTime": _iso(now),
-        "duration": format_duration((now - start).total_seconds()),
-        "nextRetryAt": None,
-    }
+def _final_fields(taskrun: TaskRun, now: datetime) -> FinalFields:
+    started = taskrun.status.start_time or taskrun.metadata.creation_timestamp or now
+    return final_fields(started, now)
 
 
 def _name(taskrun: TaskRun) -> str:
@@ -248,7 +201,7 @@ def _name(taskrun: TaskRun) -> str:
 def decide(
     taskrun: TaskRun,
     pod: Mapping[str, Any] | None,
-    outcome: OutcomeLike | None,
+    outcome: Outcome | None,
     cache_hit: CacheRecord | None,
     now: datetime,
     rng: random.Random | None = None,
@@ -282,27 +235,27 @@ def _start(taskrun: TaskRun, cache_hit: CacheRecord | None, now: datetime) -> De
     ):
         message = f"Cached result found under cache key {spec.cache_key!r}; no pod was started"
         fields = {
-            **_state_fields(StateName.CACHED, message),
+            **state_fields(StateName.CACHED, message),
             "resultRef": cache_hit.result_key,
-            "startTime": _iso(now),
-            "endTime": _iso(now),
+            "startTime": iso(now),
+            "endTime": iso(now),
             "duration": format_duration(0),
             "attempt": 0,
         }
         return Decision((
-            PatchStatus(fields, (_entry(StateName.CACHED, now, 0, message),)),
+            PatchStatus(fields, (history_entry(StateName.CACHED, now, 0, message),)),
             Event("Normal", "Cached", message),
         ))
     fields = {
-        **_state_fields(StateName.PENDING, None),
+        **state_fields(StateName.PENDING, None),
         "attempt": 1,
         "pod": pod_name(_name(taskrun), 1),
-        "startTime": _iso(now),
+        "startTime": iso(now),
         "observedGeneration": taskrun.metadata.generation,
     }
     return Decision((
         CreatePod(1),
-        PatchStatus(fields, (_entry(StateName.PENDING, now, 1, None),)),
+        PatchStatus(fields, (history_entry(StateName.PENDING, now, 1, None),)),
     ))
 
 
@@ -314,21 +267,21 @@ def _after_delay(taskrun: TaskRun, now: datetime) -> Decision:
     attempt = status.attempt + 1
     message = f"Retry {attempt - 1}/{taskrun.spec.retries}: starting attempt {attempt}"
     fields = {
-        **_state_fields(StateName.RETRYING, message),
+        **state_fields(StateName.RETRYING, message),
         "attempt": attempt,
         "pod": pod_name(_name(taskrun), attempt),
         "nextRetryAt": None,
     }
     return Decision((
         CreatePod(attempt),
-        PatchStatus(fields, (_entry(StateName.RETRYING, now, attempt, message),)),
+        PatchStatus(fields, (history_entry(StateName.RETRYING, now, attempt, message),)),
     ))
 
 
 def _observe_attempt(
     taskrun: TaskRun,
     pod: Mapping[str, Any] | None,
-    outcome: OutcomeLike | None,
+    outcome: Outcome | None,
     now: datetime,
     rng: random.Random | None,
 ) -> Decision:
@@ -358,8 +311,8 @@ def _observe_attempt(
         at = _started(pod) or now
         return Decision((
             PatchStatus(
-                _state_fields(StateName.RUNNING, None),
-                (_entry(StateName.RUNNING, at, attempt, None),),
+                state_fields(StateName.RUNNING, None),
+                (history_entry(StateName.RUNNING, at, attempt, None),),
             ),
         ))
     return NOTHING
@@ -386,7 +339,7 @@ def _maybe_stuck(taskrun: TaskRun, pod: Mapping[str, Any]) -> Decision:
     return Decision((PatchStatus({"message": message}), Event("Warning", reason, message)))
 
 
-def outcome_state(outcome: OutcomeLike) -> StateName:
+def outcome_state(outcome: Outcome) -> StateName:
     """The TaskRun state an outcome record stands for (unknown words count as Crashed)."""
     return outcome_state_name(outcome.state)
 
@@ -396,7 +349,7 @@ def _started(pod: Mapping[str, Any]) -> datetime | None:
 
 
 def _failed_pod_state(
-    taskrun: TaskRun, pod: Mapping[str, Any], outcome: OutcomeLike | None
+    taskrun: TaskRun, pod: Mapping[str, Any], outcome: Outcome | None
 ) -> tuple[StateName, str | None]:
     name = _pod_name(pod)
     reason = pod_failure_reason(pod)
@@ -428,7 +381,7 @@ def _failed_pod_state(
 def _conclude(
     taskrun: TaskRun,
     state: StateName,
-    outcome: OutcomeLike | None,
+    outcome: Outcome | None,
     now: datetime,
     rng: random.Random | None,
     message: str | None,
@@ -441,18 +394,18 @@ def _conclude(
         message = outcome.message or (
             f"Task run failed with exception: {outcome.exception}" if outcome.exception else None
         )
-    history: list[dict[str, Any]] = []
+    history: list[HistoryEntry] = []
     if status.state is not StateName.RUNNING and running_since is not None:
         # The pod ran and ended between two observations: record that it ran.
-        history.append(_entry(StateName.RUNNING, running_since, attempt, None))
+        history.append(history_entry(StateName.RUNNING, running_since, attempt, None))
     if state is StateName.COMPLETED:
         message = message or "Task run completed"
         fields = {
-            **_state_fields(StateName.COMPLETED, message),
+            **state_fields(StateName.COMPLETED, message),
             **_final_fields(taskrun, now),
             "resultRef": outcome.result_ref if outcome is not None else None,
         }
-        history.append(_entry(StateName.COMPLETED, now, attempt, message))
+        history.append(history_entry(StateName.COMPLETED, now, attempt, message))
         return Decision((
             PatchStatus(fields, tuple(history)),
             Event("Normal", "Completed", f"Attempt {attempt}: {message}"),
@@ -465,16 +418,16 @@ def _conclude(
         max(attempt, 1), spec.retries, spec.retry_delay_seconds, spec.retry_jitter_factor,
         condition_allows=allows, rng=rng,
     )
-    history.append(_entry(state, now, attempt, message))
+    history.append(history_entry(state, now, attempt, message))
     suffix = failure_suffix(verdict, spec.retries, allows, Schedule.OPERATOR)
     if verdict.retry:
         due = now + timedelta(seconds=verdict.delay_seconds)
         retry_message = f"{message} - {suffix}"
         fields = {
-            **_state_fields(StateName.AWAITING_RETRY, retry_message),
-            "nextRetryAt": _iso(due),
+            **state_fields(StateName.AWAITING_RETRY, retry_message),
+            "nextRetryAt": iso(due),
         }
-        history.append(_entry(StateName.AWAITING_RETRY, now, attempt, retry_message))
+        history.append(history_entry(StateName.AWAITING_RETRY, now, attempt, retry_message))
         return Decision((
             PatchStatus(fields, tuple(history)),
             Event("Warning", "AwaitingRetry", f"Attempt {attempt}: {retry_message}"),
@@ -482,8 +435,8 @@ def _conclude(
         ))
     if suffix is not None:
         message = f"{message} - {suffix}"
-    fields = {**_state_fields(state, message), **_final_fields(taskrun, now)}
-    history[-1] = _entry(state, now, attempt, message)
+    fields = {**state_fields(state, message), **_final_fields(taskrun, now)}
+    history[-1] = history_entry(state, now, attempt, message)
     return Decision((
         PatchStatus(fields, tuple(history)),
         Event("Warning", state.value, f"Attempt {attempt}: {message}"),

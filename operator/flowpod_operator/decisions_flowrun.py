@@ -21,19 +21,16 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
+from flowpod._contract.records import FlowOutcome
 from flowpod._contract.resources import FlowRun
-from flowpod._contract.states import StateName
+from flowpod._contract.states import FINAL_STATES, StateName
+from flowpod._contract.status import HistoryEntry, final_fields, history_entry, iso, state_fields
 from flowpod_operator.decisions import (
-    FINAL_STATES,
     CreatePod,
     PatchStatus,
     Requeue,
-    _entry,
-    _iso,
-    _state_fields,
-    format_duration,
     pod_failure_reason,
 )
 from flowpod_operator.pods import flow_pod_name
@@ -43,7 +40,6 @@ __all__ = [
     "DeleteFlowRun",
     "FlowAction",
     "FlowDecision",
-    "FlowOutcomeLike",
     "count_task_runs",
     "decide_flowrun",
     "retry_delay",
@@ -62,17 +58,6 @@ _COUNT_KEYS = {
     "Failed": "failed", "TimedOut": "timedOut", "Crashed": "crashed", "Cancelled": "cancelled",
 }
 _DONE_KEYS = ("completed", "cached", "failed", "timedOut", "crashed", "cancelled")
-
-
-class FlowOutcomeLike(Protocol):
-    """What the flow pod wrote (``flowpod._contract.records.FlowOutcome`` fits)."""
-
-    @property
-    def state(self) -> str: ...
-    @property
-    def message(self) -> str | None: ...
-    @property
-    def result_ref(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -136,20 +121,18 @@ def _final(flowrun: FlowRun, state: StateName, message: str | None, now: datetim
            counts: Mapping[str, Any] | None, **extra: Any) -> PatchStatus:
     start = flowrun.status.start_time or flowrun.metadata.creation_timestamp or now
     fields = {
-        **_state_fields(state, message),
+        **state_fields(state, message),
         **dict(counts or {}),
-        "endTime": _iso(now),
-        "duration": format_duration((now - start).total_seconds()),
-        "nextRetryAt": None,
+        **final_fields(start, now),
         **extra,
     }
-    return PatchStatus(fields, (_entry(state, now, flowrun.status.attempt, message),))
+    return PatchStatus(fields, (history_entry(state, now, flowrun.status.attempt, message),))
 
 
 def decide_flowrun(
     flowrun: FlowRun,
     pod: Mapping[str, Any] | None,
-    outcome: FlowOutcomeLike | None,
+    outcome: FlowOutcome | None,
     counts: Mapping[str, Any] | None,
     now: datetime,
     default_ttl: int | None = None,
@@ -165,11 +148,11 @@ def decide_flowrun(
         if spec.cancel:
             return Decision((_final(flowrun, StateName.CANCELLED,
                                     "Cancelled before it started", now, counts,
-                                    startTime=_iso(now)),))
+                                    startTime=iso(now)),))
         pod_name = flow_pod_name(name, 1)
-        fields = {**_state_fields(StateName.PENDING, None), "attempt": 1, "pod": pod_name,
-                  "startTime": _iso(now), **dict(counts or {})}
-        return Decision((CreatePod(1), PatchStatus(fields, (_entry(StateName.PENDING, now, 1,
+        fields = {**state_fields(StateName.PENDING, None), "attempt": 1, "pod": pod_name,
+                  "startTime": iso(now), **dict(counts or {})}
+        return Decision((CreatePod(1), PatchStatus(fields, (history_entry(StateName.PENDING, now, 1,
                                                                      None),))))
     if state in FINAL_STATES:
         return _finished(flowrun, counts, now, default_ttl)
@@ -182,11 +165,11 @@ def decide_flowrun(
         if now < due:
             return Decision((Requeue((due - now).total_seconds()),))
         attempt = status.attempt + 1
-        fields = {**_state_fields(StateName.RETRYING, None), "attempt": attempt,
+        fields = {**state_fields(StateName.RETRYING, None), "attempt": attempt,
                   "pod": flow_pod_name(name, attempt), "nextRetryAt": None,
                   **dict(counts or {})}
-        return Decision((CreatePod(attempt),
-                         PatchStatus(fields, (_entry(StateName.RETRYING, now, attempt, None),))))
+        entry = history_entry(StateName.RETRYING, now, attempt, None)
+        return Decision((CreatePod(attempt), PatchStatus(fields, (entry,))))
     return _observe(flowrun, pod, outcome, counts, now)
 
 
@@ -209,16 +192,16 @@ def _finished(flowrun: FlowRun, counts: Mapping[str, Any] | None, now: datetime,
 
 
 def _observe(flowrun: FlowRun, pod: Mapping[str, Any] | None,
-             outcome: FlowOutcomeLike | None, counts: Mapping[str, Any] | None,
+             outcome: FlowOutcome | None, counts: Mapping[str, Any] | None,
              now: datetime) -> Decision:
     status, spec = flowrun.status, flowrun.spec
     phase = (pod or {}).get("status", {}).get("phase")
     if pod is not None and phase not in ("Succeeded", "Failed"):
         fields = _counts_patch(flowrun, counts)
-        history: tuple[Mapping[str, Any], ...] = ()
+        history: tuple[HistoryEntry, ...] = ()
         if phase == "Running" and status.state is not StateName.RUNNING:
-            fields.update(_state_fields(StateName.RUNNING, None))
-            history = (_entry(StateName.RUNNING, now, status.attempt, None),)
+            fields.update(state_fields(StateName.RUNNING, None))
+            history = (history_entry(StateName.RUNNING, now, status.attempt, None),)
         return Decision((PatchStatus(fields, history),)) if fields else Decision()
     pod_label = flow_pod_name(flowrun.metadata.name or "?", max(status.attempt, 1))
     reason = pod_failure_reason(pod) if pod is not None else None
@@ -246,11 +229,13 @@ def _observe(flowrun: FlowRun, pod: Mapping[str, Any] | None,
         due = now + timedelta(seconds=delay)
         text = (f"{message or state.value} - retry {status.attempt}/{spec.retries} "
                 f"in {delay:g}s")
-        fields = {**_state_fields(StateName.AWAITING_RETRY, text), "nextRetryAt": _iso(due),
+        fields = {**state_fields(StateName.AWAITING_RETRY, text), "nextRetryAt": iso(due),
                   **dict(counts or {})}
         return Decision((
-            PatchStatus(fields, (_entry(state, now, status.attempt, message),
-                                 _entry(StateName.AWAITING_RETRY, now, status.attempt, text))),
+            PatchStatus(fields, (
+                history_entry(state, now, status.attempt, message),
+                history_entry(StateName.AWAITING_RETRY, now, status.attempt, text),
+            )),
             Requeue(delay),
         ))
     extra = {"resultRef": result_ref} if result_ref else {}

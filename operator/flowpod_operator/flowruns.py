@@ -58,7 +58,7 @@ def _rv(body: dict[str, Any]) -> int:
         return -1
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
@@ -259,7 +259,7 @@ class FlowRunController(KeyedLoop):
             status = body.get("status") or {}
             if status.get("state") in _FINAL_VALUES:
                 return
-            now = _iso(self.clock())
+            now = iso(self.clock())
             message = "Cancelled with its flow run"
             entry = {"state": "Cancelled", "type": "CANCELLED", "timestamp": now,
                      "attempt": int(status.get("attempt") or 0), "message": message}

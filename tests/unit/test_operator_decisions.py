@@ -15,6 +15,7 @@ import pytest
 from flowpod._contract.records import CacheRecord, Outcome
 from flowpod._contract.resources import TaskRun
 from flowpod._contract.retrying import delay_for_retry, jitter_bounds
+from flowpod._contract.status import format_duration
 from flowpod_operator.decisions import (
     CreatePod,
     Decision,
@@ -22,7 +23,6 @@ from flowpod_operator.decisions import (
     PatchStatus,
     Requeue,
     decide,
-    format_duration,
     pod_failure_reason,
 )
 
