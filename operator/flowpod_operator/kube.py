@@ -119,13 +119,31 @@ class KubeApi:
             return {"metadata": dict(manifest["metadata"]), "status": {}}
         return existing
 
-    def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def _get_or_none(self, path: str) -> dict[str, Any] | None:
+        """GET ``path``; None when the object does not exist (404)."""
         try:
-            return self.request("GET", f"/api/v1/namespaces/{namespace}/pods/{name}")
+            return self.request("GET", path)
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
+
+    def _patch_status(self, kind: str, path: str, namespace: str, name: str,
+                      resource_version: str | None, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``status`` into the object's status subresource; Conflict if it changed since
+        ``resource_version`` was read."""
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            return self.request("PATCH", path + "/status", body, _MERGE_PATCH)
+        except ApiError as exc:
+            if exc.status == 409:
+                raise Conflict(f"{kind} {namespace}/{name} changed since it was read") from exc
+            raise
+
+    def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get_or_none(f"/api/v1/namespaces/{namespace}/pods/{name}")
 
     # -- TaskRuns -------------------------------------------------------------------------------
 
@@ -133,27 +151,14 @@ class KubeApi:
         return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/taskruns/{name}"
 
     def read_taskrun(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self.request("GET", self._taskrun_path(namespace, name))
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._get_or_none(self._taskrun_path(namespace, name))
 
     def patch_status(
         self, namespace: str, name: str, resource_version: str | None, status: dict[str, Any]
     ) -> dict[str, Any]:
         """Merge ``status`` into the TaskRun's status; Conflict if it changed meanwhile."""
-        body: dict[str, Any] = {"status": status}
-        if resource_version:
-            body["metadata"] = {"resourceVersion": resource_version}
-        try:
-            return self.request("PATCH", self._taskrun_path(namespace, name) + "/status", body,
-                                _MERGE_PATCH)
-        except ApiError as exc:
-            if exc.status == 409:
-                raise Conflict(f"TaskRun {namespace}/{name} changed since it was read") from exc
-            raise
+        return self._patch_status("TaskRun", self._taskrun_path(namespace, name), namespace, name,
+                                  resource_version, status)
 
     # -- FlowRuns and their clean-up -------------------------------------------------------------
 
@@ -161,27 +166,14 @@ class KubeApi:
         return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/flowruns/{name}"
 
     def read_flowrun(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self.request("GET", self._flowrun_path(namespace, name))
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._get_or_none(self._flowrun_path(namespace, name))
 
     def patch_flowrun_status(
         self, namespace: str, name: str, resource_version: str | None, status: dict[str, Any]
     ) -> dict[str, Any]:
         """Merge ``status`` into the FlowRun's status; Conflict if it changed meanwhile."""
-        body: dict[str, Any] = {"status": status}
-        if resource_version:
-            body["metadata"] = {"resourceVersion": resource_version}
-        try:
-            return self.request("PATCH", self._flowrun_path(namespace, name) + "/status", body,
-                                _MERGE_PATCH)
-        except ApiError as exc:
-            if exc.status == 409:
-                raise Conflict(f"FlowRun {namespace}/{name} changed since it was read") from exc
-            raise
+        return self._patch_status("FlowRun", self._flowrun_path(namespace, name), namespace, name,
+                                  resource_version, status)
 
     def delete_flowrun(self, namespace: str, name: str) -> None:
         """Delete the FlowRun, its dependents in the background (404: already gone)."""
