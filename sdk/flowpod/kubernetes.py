@@ -350,7 +350,7 @@ class KubernetesTaskRunner(TaskRunner):
 
     def _prepare(self, sub: Submission, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         import flowpod._engine.task_engine as _task_engine
-        from flowpod._storage.run_files import FlowRunInfo, TaskPayload, write_payload
+        from flowpod._kube.payloads import FlowRunInfo, TaskPayload, write_payload
 
         task, task_run, flow_ctx = sub.task, sub.task_run, sub.flow_ctx
         log_prints = _task_engine.effective_log_prints(task, flow_ctx, sub.parent)

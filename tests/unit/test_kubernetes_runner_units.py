@@ -21,7 +21,7 @@ import pytest
 from flowpod import flow, task
 from flowpod._contract.resources import TaskRun as TaskRunObject
 from flowpod._contract.retrying import decide_retry
-from flowpod._storage.run_files import read_payload
+from flowpod._kube.payloads import read_payload
 from flowpod._storage.stores import CacheStore, LocalResultStore, ResultStore
 from flowpod.exceptions import UpstreamTaskError
 from flowpod.futures import as_completed

@@ -16,6 +16,7 @@ import pytest
 
 from flowpod._contract.keys import validate_key
 from flowpod._contract.records import CacheRecord
+from flowpod._storage.config import default_cache_store
 from flowpod._storage.stores import (
     CacheStore,
     JSONSerializer,
@@ -23,7 +24,6 @@ from flowpod._storage.stores import (
     MemoryResultStore,
     PickleSerializer,
     ResultStore,
-    default_cache_store,
     get_serializer,
 )
 from flowpod.exceptions import ConfigurationError, ResultNotFound, SerializationError

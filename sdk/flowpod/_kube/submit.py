@@ -177,7 +177,7 @@ def dump_flow(flow: Flow[..., Any]) -> bytes:
     """The flow cloudpickled by value (its module too, unless it is an installed package)."""
     import cloudpickle
 
-    from flowpod._storage.run_files import _modules_to_pickle_by_value, _pickled_by_value
+    from flowpod._kube.payloads import _modules_to_pickle_by_value, _pickled_by_value
     from flowpod.exceptions import SerializationError
 
     def dump(modules: list[ModuleType]) -> bytes:
@@ -205,7 +205,7 @@ def _sibling_modules(flow: Flow[..., Any]) -> list[ModuleType]:
     """Loaded modules of the flow's own source tree (the folder its top-level package or script
     sits in), e.g. a helper module next to the flow file: pickled by value too, so the pod needs
     nothing of that tree. Installed packages, the standard library and flowpod stay references."""
-    from flowpod._storage.run_files import _stdlib_dirs
+    from flowpod._kube.payloads import _stdlib_dirs
 
     module_name = getattr(flow.fn, "__module__", None) or ""
     module = sys.modules.get(module_name)
