@@ -380,17 +380,7 @@ def test_timed_out_without_outcome_raises_a_timeout(runner: KubernetesTaskRunner
 def test_create_errors_fail_the_run_with_the_reason(runner: KubernetesTaskRunner,
                                                     api: FakeApi) -> None:
     api.fail_create = PermissionError("taskruns.flowpod.dev is forbidden")
-
-    box: list[Any] = []
-
-    @flow(task_runner=runner)
-    def pipeline() -> None:
-        future = add.submit(1, 2)
-        future.wait(30)
-        box.append(future.state)
-
-    pipeline()
-    [state] = box
+    state = _state_of_one_submit(runner)
     assert state.name == "Failed"
     assert state.message.startswith("Could not submit the task run to Kubernetes: PermissionError")
 
@@ -399,7 +389,12 @@ def test_without_storage_the_error_says_how_to_configure(api: FakeApi,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FLOWPOD_S3_BUCKET", raising=False)
     runner = KubernetesTaskRunner(namespace=NS, api=api)
+    state = _state_of_one_submit(runner)
+    assert state.name == "Failed" and "FLOWPOD_S3_BUCKET" in state.message
 
+
+def _state_of_one_submit(runner: KubernetesTaskRunner) -> Any:
+    """The state of ``add.submit(1, 2)`` in a flow on ``runner``, once it is done."""
     box: list[Any] = []
 
     @flow(task_runner=runner)
@@ -410,7 +405,7 @@ def test_without_storage_the_error_says_how_to_configure(api: FakeApi,
 
     pipeline()
     [state] = box
-    assert state.name == "Failed" and "FLOWPOD_S3_BUCKET" in state.message
+    return state
 
 
 def test_pod_settings_reach_the_spec(store: LocalResultStore, api: FakeApi) -> None:

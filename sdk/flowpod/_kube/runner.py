@@ -178,12 +178,8 @@ class KubernetesTaskRunner(TaskRunner):
                                                 thread_name_prefix="flowpod-k8s-submit")
             return self._pool
 
-    def submit(
-        self,
-        task: Task[Any, Any],
-        parameters: dict[str, Any],
-        wait_for: Any = None,
-    ) -> FlowpodFuture[Any]:
+    def submit(self, task: Task[Any, Any], parameters: dict[str, Any],
+               wait_for: Any = None) -> FlowpodFuture[Any]:
         from flowpod._engine.task_engine import prepare_submission
 
         submission = prepare_submission(task, parameters, wait_for)

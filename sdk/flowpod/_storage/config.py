@@ -17,8 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from flowpod._storage.backends import LocalResultStore, ResultStore
+from flowpod._storage.cache import CacheStore
 from flowpod._storage.s3 import S3ResultStore, StorageSettings
-from flowpod._storage.stores import CacheStore, LocalResultStore, ResultStore
 
 if TYPE_CHECKING:
     from flowpod._contract.resources import StorageSpec

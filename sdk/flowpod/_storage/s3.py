@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO, Protocol, TypeVar, cast
 
 from flowpod._contract.keys import validate_key
+from flowpod._storage.backends import CHUNK_SIZE, ResultStore
 from flowpod._storage.s3_errors import (
     _CREDENTIAL_CODES,
     _NOT_FOUND_CODES,
@@ -40,7 +41,6 @@ from flowpod._storage.s3_errors import (
     _UploadVanished,
 )
 from flowpod._storage.s3_streams import _MultipartWriter, _ResumingReader
-from flowpod._storage.stores import CHUNK_SIZE, ResultStore
 from flowpod.exceptions import ResultNotFound
 
 __all__ = [
