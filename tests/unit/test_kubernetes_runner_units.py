@@ -284,6 +284,23 @@ def test_cache_hit_runs_no_attempt(runner: KubernetesTaskRunner, api: FakeApi) -
     assert len(api.attempts) == 1  # only the first run had a pod
 
 
+def test_a_cache_hit_reads_the_value_with_the_records_serializer(
+        runner: KubernetesTaskRunner, store: LocalResultStore) -> None:
+    as_json = cached_square.with_options(result_serializer="json",
+                                         cache_key_fn=lambda ctx, params: "json-3")
+
+    @flow(task_runner=runner)
+    def pipeline() -> Any:
+        future = as_json.submit(3)
+        return future.result(timeout=30), future.state
+
+    assert pipeline()[0] == 9
+    record = CacheStore(store).read_record("json-3")
+    assert record is not None and record.serializer == "json"
+    value, state = pipeline()
+    assert (value, state.name) == (9, "Cached")
+
+
 def test_futures_as_arguments_are_resolved_first(runner: KubernetesTaskRunner) -> None:
     @flow(task_runner=runner)
     def pipeline() -> int:
