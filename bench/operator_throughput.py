@@ -80,7 +80,7 @@ class Bench:
         self.final_seen: dict[str, tuple[float, str]] = {}
         self._stop = threading.Event()
         self.operator: subprocess.Popen[bytes] | None = None
-        from flowpod._storage.s3 import store_from_env
+        from flowpod._storage.config import store_from_env
 
         store = store_from_env()
         assert store is not None
@@ -274,7 +274,7 @@ class Bench:
     def _spec(self, name: str, cache_key: str | None) -> dict[str, Any]:
         from flowpod import task
         from flowpod._contract.resources import TaskRunSpec
-        from flowpod._storage.run_files import TaskPayload, write_payload
+        from flowpod._kube.payloads import TaskPayload, write_payload
 
         trivial = task(_trivial)
         key = write_payload(

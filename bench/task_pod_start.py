@@ -59,7 +59,7 @@ class PodBench:
     def __init__(self, info: dict[str, Any]) -> None:
         from kubernetes import client, config
 
-        from flowpod._storage.s3 import store_from_env
+        from flowpod._storage.config import store_from_env
 
         self.info = info
         os.environ.update(info["env"])
@@ -99,7 +99,7 @@ class PodBench:
     def one(self, index: int) -> str:
         from flowpod import task
         from flowpod._contract.resources import TaskRun, TaskRunSpec
-        from flowpod._storage.run_files import TaskPayload, write_payload
+        from flowpod._kube.payloads import TaskPayload, write_payload
         from flowpod_operator.pods import pod_manifest
         from flowpod_operator.settings import OperatorConfig
 

@@ -17,17 +17,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from flowpod._contract.records import CacheRecord, FlowOutcome, Outcome
 from flowpod._contract.resources import FlowRun, TaskRun
-from flowpod._storage.run_files import read_flow_outcome, read_outcome
-from flowpod._storage.stores import CacheStore, ResultStore
+from flowpod._storage import (
+    CacheStore,
+    ResultStore,
+    S3ResultStore,
+    StorageConfig,
+    read_flow_outcome,
+    read_outcome,
+)
 from flowpod_operator.settings import OperatorConfig
-
-if TYPE_CHECKING:
-    from flowpod._storage.s3 import S3ResultStore
 
 __all__ = [
     "BucketOwner",
@@ -40,15 +42,12 @@ __all__ = [
 
 logger = logging.getLogger("flowpod.operator")
 
-StorageLocation = tuple[str, str, str | None, str | None]
-"""(bucket, prefix, endpoint, region)."""
+StorageLocation = StorageConfig
+"""A store's location: (bucket, prefix, endpoint, region), ``flowpod._storage.StorageConfig``."""
 
 
-def _default_factory(location: StorageLocation) -> S3ResultStore:
-    from flowpod._storage.s3 import S3ResultStore
-
-    bucket, prefix, endpoint, region = location
-    return S3ResultStore(bucket, prefix, endpoint_url=endpoint, region=region)
+def _default_factory(location: StorageConfig) -> S3ResultStore:
+    return location.to_store()
 
 
 class StoreRegistry:
@@ -57,17 +56,17 @@ class StoreRegistry:
     def __init__(
         self,
         config: OperatorConfig,
-        factory: Callable[[StorageLocation], ResultStore] = _default_factory,
+        factory: Callable[[StorageConfig], ResultStore] = _default_factory,
     ) -> None:
         self._config = config
         self._factory = factory
-        self._stores: dict[StorageLocation, ResultStore] = {}
+        self._stores: dict[StorageConfig, ResultStore] = {}
         self._guard = threading.Lock()
 
-    def location(self, taskrun: TaskRun | FlowRun) -> StorageLocation:
+    def location(self, taskrun: TaskRun | FlowRun) -> StorageConfig:
         storage = taskrun.spec.storage
         if storage is not None:
-            return storage.bucket, storage.prefix, storage.endpoint, storage.region
+            return StorageConfig.from_spec(storage)
         defaults = self._config.storage
         if not defaults.bucket:
             raise LookupError(
@@ -75,7 +74,7 @@ class StoreRegistry:
                 "spec.storage and the operator has no default bucket: set spec.storage.bucket "
                 "or start the operator with FLOWPOD_S3_BUCKET"
             )
-        return defaults.bucket, defaults.prefix, defaults.endpoint, defaults.region
+        return StorageConfig.from_spec(defaults)
 
     def store_for(self, taskrun: TaskRun | FlowRun) -> ResultStore:
         location = self.location(taskrun)
@@ -104,12 +103,8 @@ class StoreRegistry:
         key = taskrun.spec.cache_key
         if key is None or taskrun.spec.refresh_cache:
             return None
-        cache = CacheStore(self.store_for(taskrun), lock_dir=_NO_LOCKS)
-        return cache.read_record(key)
-
-
-# The operator only reads records, never takes the compute lock; CacheStore wants a folder anyway.
-_NO_LOCKS = Path("/nonexistent/flowpod-operator-locks")
+        # Only reads: the cache's compute lock (and its folder) is never used here.
+        return CacheStore(self.store_for(taskrun)).read_record(key)
 
 
 # -- creating the default bucket -------------------------------------------------------------------
@@ -155,7 +150,7 @@ def ensure_bucket_until_done(store: BucketOwner, sleep: Callable[[float], object
 
 def start_bucket_creator(
     config: OperatorConfig,
-    factory: Callable[[StorageLocation], BucketOwner] | None = None,
+    factory: Callable[[StorageConfig], BucketOwner] | None = None,
     sleep: Callable[[float], object] = time.sleep,
 ) -> threading.Thread | None:
     """With ``storage.create_bucket``, a started daemon thread creating the default bucket
@@ -163,7 +158,7 @@ def start_bucket_creator(
     defaults = config.storage
     if not defaults.create_bucket or not defaults.bucket:
         return None
-    location = (defaults.bucket, defaults.prefix, defaults.endpoint, defaults.region)
+    location = StorageConfig.from_spec(defaults)
     make = factory or _default_factory
 
     def run() -> None:

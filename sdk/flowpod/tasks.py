@@ -315,7 +315,7 @@ class Task(Generic[P, R]):
         if self.result_storage is None:
             if flow is not None and flow.result_storage is not None:
                 return _store_for(flow)
-            from flowpod._storage.stores import default_cache_store
+            from flowpod._storage import default_cache_store
 
             return default_cache_store()
         return _store_for(self)

@@ -129,7 +129,7 @@ def flows_dir(cluster: Cluster, node_image: str,
 
 
 def _store() -> Any:
-    from flowpod._storage.s3 import store_from_env
+    from flowpod._storage.config import store_from_env
 
     store = store_from_env()
     assert store is not None, "the cluster's S3 settings are not in the environment"

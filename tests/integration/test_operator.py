@@ -18,7 +18,8 @@ import pytest
 
 from flowpod import task
 from flowpod._contract.resources import TaskRunSpec
-from flowpod._storage.run_files import TaskPayload, read_result, write_payload
+from flowpod._kube.payloads import TaskPayload, write_payload
+from flowpod._storage.run_files import read_result
 
 from .harness import Cluster
 from .operator_fixtures import (  # noqa: F401 - fixtures
@@ -99,7 +100,7 @@ def _core(kube_api: Any) -> Any:
 
 
 def _store() -> Any:
-    from flowpod._storage.s3 import store_from_env
+    from flowpod._storage.config import store_from_env
 
     store = store_from_env()
     assert store is not None, "the cluster's S3 settings are not in the environment"

@@ -21,7 +21,7 @@ import pytest
 from flowpod import flow, task
 from flowpod._contract.resources import TaskRun as TaskRunObject
 from flowpod._contract.retrying import decide_retry
-from flowpod._storage.run_files import read_payload
+from flowpod._kube.payloads import read_payload
 from flowpod._storage.stores import CacheStore, LocalResultStore, ResultStore
 from flowpod.exceptions import UpstreamTaskError
 from flowpod.futures import as_completed
@@ -284,6 +284,23 @@ def test_cache_hit_runs_no_attempt(runner: KubernetesTaskRunner, api: FakeApi) -
     assert len(api.attempts) == 1  # only the first run had a pod
 
 
+def test_a_cache_hit_reads_the_value_with_the_records_serializer(
+        runner: KubernetesTaskRunner, store: LocalResultStore) -> None:
+    as_json = cached_square.with_options(result_serializer="json",
+                                         cache_key_fn=lambda ctx, params: "json-3")
+
+    @flow(task_runner=runner)
+    def pipeline() -> Any:
+        future = as_json.submit(3)
+        return future.result(timeout=30), future.state
+
+    assert pipeline()[0] == 9
+    record = CacheStore(store).read_record("json-3")
+    assert record is not None and record.serializer == "json"
+    value, state = pipeline()
+    assert (value, state.name) == (9, "Cached")
+
+
 def test_futures_as_arguments_are_resolved_first(runner: KubernetesTaskRunner) -> None:
     @flow(task_runner=runner)
     def pipeline() -> int:
@@ -380,17 +397,7 @@ def test_timed_out_without_outcome_raises_a_timeout(runner: KubernetesTaskRunner
 def test_create_errors_fail_the_run_with_the_reason(runner: KubernetesTaskRunner,
                                                     api: FakeApi) -> None:
     api.fail_create = PermissionError("taskruns.flowpod.dev is forbidden")
-
-    box: list[Any] = []
-
-    @flow(task_runner=runner)
-    def pipeline() -> None:
-        future = add.submit(1, 2)
-        future.wait(30)
-        box.append(future.state)
-
-    pipeline()
-    [state] = box
+    state = _state_of_one_submit(runner)
     assert state.name == "Failed"
     assert state.message.startswith("Could not submit the task run to Kubernetes: PermissionError")
 
@@ -399,7 +406,12 @@ def test_without_storage_the_error_says_how_to_configure(api: FakeApi,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FLOWPOD_S3_BUCKET", raising=False)
     runner = KubernetesTaskRunner(namespace=NS, api=api)
+    state = _state_of_one_submit(runner)
+    assert state.name == "Failed" and "FLOWPOD_S3_BUCKET" in state.message
 
+
+def _state_of_one_submit(runner: KubernetesTaskRunner) -> Any:
+    """The state of ``add.submit(1, 2)`` in a flow on ``runner``, once it is done."""
     box: list[Any] = []
 
     @flow(task_runner=runner)
@@ -410,7 +422,7 @@ def test_without_storage_the_error_says_how_to_configure(api: FakeApi,
 
     pipeline()
     [state] = box
-    assert state.name == "Failed" and "FLOWPOD_S3_BUCKET" in state.message
+    return state
 
 
 def test_pod_settings_reach_the_spec(store: LocalResultStore, api: FakeApi) -> None:

@@ -13,18 +13,20 @@ import pytest
 from flowpod import task
 from flowpod._contract.keys import exception_key, outcome_key, payload_key, result_key
 from flowpod._contract.records import Outcome
-from flowpod._storage.run_files import (
+from flowpod._kube.payloads import (
     PAYLOAD_VERSION,
     FlowRunInfo,
     TaskPayload,
     dump_payload,
+    read_payload,
+    write_payload,
+)
+from flowpod._storage.run_files import (
     read_exception,
     read_outcome,
-    read_payload,
     read_result,
     write_exception,
     write_outcome,
-    write_payload,
     write_result,
 )
 from flowpod._storage.stores import MemoryResultStore
@@ -90,7 +92,7 @@ def test_test_module_functions_are_pickled_by_value() -> None:
     # installed packages (and flowpod itself) stay references.
     import sys
 
-    from flowpod._storage.run_files import _modules_to_pickle_by_value
+    from flowpod._kube.payloads import _modules_to_pickle_by_value
 
     assert _modules_to_pickle_by_value(double) == [sys.modules[__name__]]
     from flowpod.cache_policies import INPUTS

@@ -16,13 +16,11 @@ import pytest
 
 from flowpod import runtime, task
 from flowpod._contract.records import Outcome
+from flowpod._kube.payloads import FlowRunInfo, TaskPayload, write_payload
 from flowpod._storage.run_files import (
-    FlowRunInfo,
-    TaskPayload,
     read_exception,
     read_outcome,
     read_result,
-    write_payload,
 )
 from flowpod._storage.stores import CacheStore, LocalResultStore
 from flowpod.exceptions import TaskRunTimeoutError

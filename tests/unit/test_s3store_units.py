@@ -20,12 +20,12 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from flowpod._storage.config import store_from_env
 from flowpod._storage.s3 import (
     MIN_PART_SIZE,
     S3ResultStore,
     S3StoreError,
     S3StoreUnavailable,
-    store_from_env,
 )
 from flowpod._storage.stores import CacheStore
 from flowpod.exceptions import ResultNotFound

@@ -16,6 +16,7 @@ import pytest
 
 from flowpod._contract.keys import validate_key
 from flowpod._contract.records import CacheRecord
+from flowpod._storage.config import default_cache_store
 from flowpod._storage.stores import (
     CacheStore,
     JSONSerializer,
@@ -23,7 +24,6 @@ from flowpod._storage.stores import (
     MemoryResultStore,
     PickleSerializer,
     ResultStore,
-    default_cache_store,
     get_serializer,
 )
 from flowpod.exceptions import ConfigurationError, ResultNotFound, SerializationError
@@ -446,3 +446,29 @@ def _no_leaked_threads() -> Iterator[None]:
     before = threading.active_count()
     yield
     assert threading.active_count() <= before
+
+
+def test_a_cache_that_never_locks_needs_no_lock_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    import flowpod._common.settings as settings
+
+    def no_settings() -> None:
+        raise AssertionError("the lock folder was looked up")
+
+    monkeypatch.setattr(settings, "get_settings", no_settings)
+    cache = CacheStore(MemoryResultStore())
+    cache.commit("k", 1, task_key="t", expiration=None)
+    assert cache.read_record("k") is not None and cache.lookup("k") == (True, 1)
+
+
+def test_storage_config_converts_both_ways() -> None:
+    from flowpod._storage import StorageConfig
+
+    env = {"FLOWPOD_S3_BUCKET": "results", "FLOWPOD_S3_PREFIX": "team",
+           "FLOWPOD_S3_ENDPOINT": "http://s3:9000"}
+    config = StorageConfig.from_env(env)
+    assert config == ("results", "team", "http://s3:9000", None)
+    assert config is not None and config.to_env() == env
+    assert StorageConfig.from_spec(config.to_spec()) == config
+    assert StorageConfig.from_env({}) is None
+    store = config.to_store()
+    assert (store.bucket, store.prefix, store.endpoint_url) == ("results", "team", "http://s3:9000")

@@ -43,7 +43,7 @@ def make_api() -> FlowRunApi:
 
 def make_store(storage: Mapping[str, Any] | None) -> ResultStore | None:
     """This process's view of the result store: FLOWPOD_S3_* first, else the run's storage."""
-    from flowpod._kube.submit import _storage_spec
+    from flowpod._kube.storage_views import storage_spec as _storage_spec
 
     spec = _storage_spec(None) or (_storage_spec(storage) if storage else None)
     if spec is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from flowpod._kube.taskrun_api import TaskRunApi, WatchExpired
+from flowpod._kube.taskrun_api import TaskRunApi
 
 __all__ = ["FlowRunApi", "NotFound"]
 
@@ -62,31 +62,9 @@ class FlowRunApi(TaskRunApi):
     def watch_flowrun(self, namespace: str, name: str,
                       timeout_seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
         """The FlowRun's current object, then its changes until the server ends the watch."""
-        from kubernetes import watch
-        from kubernetes.client.exceptions import ApiException
-
-        from flowpod._contract.resources import GROUP, VERSION
-
-        stream = watch.Watch()  # type: ignore[no-untyped-call]
-        try:
-            for event in stream.stream(  # type: ignore[no-untyped-call]
-                self._custom().list_namespaced_custom_object, GROUP, VERSION, namespace,
-                "flowruns", field_selector=f"metadata.name={name}",
-                timeout_seconds=timeout_seconds,
-            ):
-                kind = str(event.get("type"))
-                obj = event.get("object") or {}
-                if kind == "ERROR":
-                    if isinstance(obj, dict) and obj.get("code") == 410:
-                        raise WatchExpired(str(obj.get("message")))
-                    raise RuntimeError(f"the FlowRun watch failed: {obj}")
-                yield kind, obj
-        except ApiException as exc:
-            if exc.status == 410:
-                raise WatchExpired(str(exc.reason)) from None
-            raise
-        finally:
-            stream.stop()  # type: ignore[no-untyped-call]
+        return self._watch(namespace, "flowruns", "FlowRun",
+                           field_selector=f"metadata.name={name}",
+                           timeout_seconds=timeout_seconds)
 
     def patch_flowrun_spec(self, namespace: str, name: str,
                            spec: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,8 +6,8 @@ creates a FlowRun whose ``spec.code`` is that key; the operator starts a flow po
 The handle follows the FlowRun with a watch (``wait``), reports progress as task-run counts, and
 reads the flow's return value back from the store (``result``).
 
-Storage from ``FLOWPOD_S3_*`` is seen from two places (``storage_views``): this process uses
-``FLOWPOD_S3_ENDPOINT``, while the specs written into the cluster carry
+Storage from ``FLOWPOD_S3_*`` is seen from two places (``flowpod._kube.storage_views``): this
+process uses ``FLOWPOD_S3_ENDPOINT``, while the specs written into the cluster carry
 ``FLOWPOD_S3_CLUSTER_ENDPOINT`` when that is set (pods reach S3 at another address).
 
 Every API call goes through ``flowpod._kube.flowrun_api.FlowRunApi`` (the seam tests replace);
@@ -17,7 +17,6 @@ pydantic, cloudpickle, boto3 and the kubernetes client are imported on first use
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
 import string
@@ -26,15 +25,22 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from flowpod._contract.keys import flow_code_key
 from flowpod._contract.states import FINAL_STATES
+from flowpod._kube.storage_views import (
+    CLUSTER_ENDPOINT_VAR,
+    StorageViews,
+    local_storage,
+    local_store,
+    storage_views,
+)
 
 if TYPE_CHECKING:
     from flowpod._contract.pod_settings import StorageSpec
     from flowpod._kube.flowrun_api import FlowRunApi
-    from flowpod._storage.stores import ResultStore
+    from flowpod._storage import ResultStore
     from flowpod.flows import Flow
 
 __all__ = [
@@ -47,8 +53,6 @@ __all__ = [
     "submit",
 ]
 
-# The S3 endpoint as pods reach it, when this machine reaches it elsewhere (see storage_views).
-CLUSTER_ENDPOINT_VAR = "FLOWPOD_S3_CLUSTER_ENDPOINT"
 _NAME_CHARS = re.compile(r"[^a-z0-9-]+")
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -81,64 +85,6 @@ def progress_line(obj: Mapping[str, Any]) -> str:
     if extras:
         line += f" ({', '.join(extras)})"
     return line
-
-
-def _storage_spec(storage: StorageSpec | Mapping[str, Any] | None) -> StorageSpec | None:
-    """``storage`` as a StorageSpec; None: ``FLOWPOD_S3_*`` as this process reaches it."""
-    from flowpod._contract.pod_settings import StorageSpec
-    from flowpod.kubernetes import _storage_from_env
-
-    raw = storage if storage is not None else _storage_from_env()
-    if raw is None or isinstance(raw, StorageSpec):
-        return raw
-    return StorageSpec.model_validate(dict(raw))
-
-
-class StorageViews(NamedTuple):
-    """One storage location seen from two places."""
-
-    spec: StorageSpec | None
-    """What FlowRun/TaskRun specs carry: how the pods reach it (None: the operator's default)."""
-    local: StorageSpec | None
-    """What this process's own ``S3ResultStore`` uses."""
-
-
-def storage_views(storage: StorageSpec | Mapping[str, Any] | None) -> StorageViews:
-    """The spec's and this process's view of ``storage`` (None: from ``FLOWPOD_S3_*``).
-
-    Explicit storage is one location reached the same way from everywhere. Storage from the
-    environment is how *this* machine reaches S3 (``FLOWPOD_S3_ENDPOINT``, e.g. a kind node port
-    on localhost); when pods reach it at another address, ``FLOWPOD_S3_CLUSTER_ENDPOINT`` (e.g.
-    the in-cluster service) replaces the endpoint in what is written into the cluster. This is
-    the one place that override happens.
-    """
-    local = _storage_spec(storage)
-    cluster_endpoint = os.environ.get(CLUSTER_ENDPOINT_VAR, "").strip()
-    if storage is not None or local is None or not cluster_endpoint:
-        return StorageViews(local, local)
-    from pydantic import ValidationError
-
-    from flowpod._contract.pod_settings import StorageSpec
-    from flowpod.exceptions import ConfigurationError
-
-    try:
-        spec = StorageSpec.model_validate({**local.to_wire(), "endpoint": cluster_endpoint})
-    except ValidationError:
-        raise ConfigurationError(
-            f"{CLUSTER_ENDPOINT_VAR} must be an http:// or https:// URL (the S3 endpoint as pods "
-            f"in the cluster reach it), got {cluster_endpoint!r}"
-        ) from None
-    return StorageViews(spec, local)
-
-
-def _local_storage(run_storage: Mapping[str, Any] | None) -> StorageSpec | None:
-    """This process's view of a run's ``spec.storage``: the environment's own when the run
-    carries the environment's storage (as ``storage_views`` wrote it), else the run's."""
-    env = storage_views(None)
-    if run_storage is None:
-        return env.local
-    written = _storage_spec(run_storage)
-    return env.local if env.local is not None and written == env.spec else written
 
 
 def _env_list(env: Sequence[Mapping[str, Any]] | Mapping[str, str] | None) -> list[Any] | None:
@@ -177,7 +123,7 @@ def dump_flow(flow: Flow[..., Any]) -> bytes:
     """The flow cloudpickled by value (its module too, unless it is an installed package)."""
     import cloudpickle
 
-    from flowpod._storage.run_files import _modules_to_pickle_by_value, _pickled_by_value
+    from flowpod._kube.payloads import _modules_to_pickle_by_value, _pickled_by_value
     from flowpod.exceptions import SerializationError
 
     def dump(modules: list[ModuleType]) -> bytes:
@@ -205,7 +151,7 @@ def _sibling_modules(flow: Flow[..., Any]) -> list[ModuleType]:
     """Loaded modules of the flow's own source tree (the folder its top-level package or script
     sits in), e.g. a helper module next to the flow file: pickled by value too, so the pod needs
     nothing of that tree. Installed packages, the standard library and flowpod stay references."""
-    from flowpod._storage.run_files import _stdlib_dirs
+    from flowpod._kube.payloads import _stdlib_dirs
 
     module_name = getattr(flow.fn, "__module__", None) or ""
     module = sys.modules.get(module_name)
@@ -267,18 +213,13 @@ def submit(
     namespace = namespace or api.default_namespace()
     views = storage_views(storage)
     if store is None:
-        if views.local is None:
-            from flowpod.exceptions import ConfigurationError
-
-            raise ConfigurationError(
-                "submit() needs the result store the flow pod reads the flow from: pass "
-                "storage={'bucket': ..., 'endpoint': ...}, set FLOWPOD_S3_BUCKET (and "
-                "FLOWPOD_S3_ENDPOINT / FLOWPOD_S3_PREFIX), or pass store=<ResultStore> pointing "
-                "at the operator's default storage"
-            )
-        from flowpod._storage.s3 import S3ResultStore
-
-        store = S3ResultStore.from_storage(views.local)
+        store = local_store(
+            views.local,
+            "submit() needs the result store the flow pod reads the flow from: pass "
+            "storage={'bucket': ..., 'endpoint': ...}, set FLOWPOD_S3_BUCKET (and "
+            "FLOWPOD_S3_ENDPOINT / FLOWPOD_S3_PREFIX), or pass store=<ResultStore> pointing "
+            "at the operator's default storage",
+        )
     run_name = name or flowrun_object_name(flow.name)
     delay = flow.retry_delay_seconds
     spec = FlowRunSpec.model_validate({
@@ -401,17 +342,11 @@ class FlowRunHandle:
 
     def _result_store(self) -> ResultStore:
         if self._store is None:
-            storage = _local_storage(self.refresh().get("spec", {}).get("storage"))
-            if storage is None:
-                from flowpod.exceptions import ConfigurationError
-
-                raise ConfigurationError(
-                    "cannot read the flow's result: set FLOWPOD_S3_BUCKET (and "
-                    "FLOWPOD_S3_ENDPOINT) to the operator's storage"
-                )
-            from flowpod._storage.s3 import S3ResultStore
-
-            self._store = S3ResultStore.from_storage(storage)
+            self._store = local_store(
+                local_storage(self.refresh().get("spec", {}).get("storage")),
+                "cannot read the flow's result: set FLOWPOD_S3_BUCKET (and "
+                "FLOWPOD_S3_ENDPOINT) to the operator's storage",
+            )
         return self._store
 
     def cancel(self) -> None:
@@ -421,7 +356,7 @@ class FlowRunHandle:
 
 def _read_flow_result(store: ResultStore, ref: str) -> Any:
     """The value under ``ref``: pickle first (the default serializer), JSON as a fallback."""
-    from flowpod._storage.stores import get_serializer
+    from flowpod._storage import get_serializer
 
     data = store.get(ref)
     for serializer in ("pickle", "json"):

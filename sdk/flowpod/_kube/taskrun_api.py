@@ -103,6 +103,13 @@ class TaskRunApi:
     def watch(self, namespace: str, label_selector: str, resource_version: str,
               timeout_seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
         """Events (type, object) after ``resource_version`` until the server ends the watch."""
+        return self._watch(namespace, "taskruns", "TaskRun", label_selector=label_selector,
+                           resource_version=resource_version, timeout_seconds=timeout_seconds,
+                           allow_watch_bookmarks=True)
+
+    def _watch(self, namespace: str, plural: str, kind_name: str,
+               **options: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Watch events of ``plural`` (type, object); WatchExpired on HTTP 410."""
         from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
 
@@ -112,15 +119,14 @@ class TaskRunApi:
         try:
             for event in stream.stream(  # type: ignore[no-untyped-call]
                 self._custom().list_namespaced_custom_object, GROUP, VERSION, namespace,
-                "taskruns", label_selector=label_selector, resource_version=resource_version,
-                timeout_seconds=timeout_seconds, allow_watch_bookmarks=True,
+                plural, **options,
             ):
                 kind = str(event.get("type"))
                 obj = event.get("object") or {}
                 if kind == "ERROR":
                     if isinstance(obj, dict) and obj.get("code") == 410:
                         raise WatchExpired(str(obj.get("message")))
-                    raise RuntimeError(f"the TaskRun watch failed: {obj}")
+                    raise RuntimeError(f"the {kind_name} watch failed: {obj}")
                 yield kind, obj
         except ApiException as exc:
             if exc.status == 410:

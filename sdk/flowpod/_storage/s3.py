@@ -21,16 +21,27 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO, Protocol, TypeVar, cast
 
 from flowpod._contract.keys import validate_key
-from flowpod._storage.stores import CHUNK_SIZE, ResultStore
-from flowpod.exceptions import FlowpodException, ResultNotFound
+from flowpod._storage.backends import CHUNK_SIZE, ResultStore
+from flowpod._storage.s3_errors import (
+    _CREDENTIAL_CODES,
+    _NOT_FOUND_CODES,
+    S3StoreError,
+    S3StoreUnavailable,
+    _client_error_parts,
+    _error_code,
+    _is_transient,
+    _NotFound,
+    _UploadVanished,
+)
+from flowpod._storage.s3_streams import _MultipartWriter, _ResumingReader
+from flowpod.exceptions import ResultNotFound
 
 __all__ = [
     "DEFAULT_PART_SIZE",
@@ -39,7 +50,6 @@ __all__ = [
     "S3StoreError",
     "S3StoreUnavailable",
     "StorageSettings",
-    "store_from_env",
 ]
 
 logger = logging.getLogger("flowpod.s3store")
@@ -49,21 +59,6 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 
 _T = TypeVar("_T")
-
-# ClientError codes meaning "nothing under that key".
-_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-# ClientError codes meaning "try again later" (besides every 5xx status).
-_TRANSIENT_CODES = frozenset(
-    {
-        "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
-        "ServiceUnavailable", "InternalError", "XMinioServerNotInitialized",
-    }
-)
-_CREDENTIAL_CODES = frozenset(
-    {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
-     "InvalidToken"}
-)
-
 
 class StorageSettings(Protocol):
     """What a run's ``spec.storage`` says (``flowpod._contract.pod_settings.StorageSpec`` fits)."""
@@ -76,51 +71,6 @@ class StorageSettings(Protocol):
     def endpoint(self) -> str | None: ...
     @property
     def region(self) -> str | None: ...
-
-
-class S3StoreError(FlowpodException):
-    """The S3 store refused a request for a reason retrying will not fix."""
-
-
-class S3StoreUnavailable(S3StoreError, ConnectionError):
-    """The S3 endpoint did not answer (or answered 5xx) for longer than the retry budget."""
-
-
-class _NotFound(Exception):
-    """Internal: the object is missing; turned into ResultNotFound with the caller's key."""
-
-
-class _UploadVanished(Exception):
-    """Internal: CompleteMultipartUpload said NoSuchUpload (maybe our earlier try succeeded)."""
-
-
-def _client_error_parts(exc: BaseException) -> tuple[str, int] | None:
-    response = getattr(exc, "response", None)
-    if not isinstance(response, Mapping):
-        return None
-    code = str(response.get("Error", {}).get("Code", ""))
-    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    return code, status
-
-
-def _error_code(exc: BaseException) -> str:
-    parts = _client_error_parts(exc)
-    return parts[0] if parts else ""
-
-
-def _is_transient(exc: BaseException) -> bool:
-    from botocore import exceptions as bex
-
-    parts = _client_error_parts(exc) if isinstance(exc, bex.ClientError) else None
-    if parts is not None:
-        code, status = parts
-        return status >= 500 or status == 429 or code in _TRANSIENT_CODES
-    # Connection refused/reset, timeouts, a body cut short: the endpoint is (briefly) away.
-    return isinstance(
-        exc,
-        bex.HTTPClientError | bex.ConnectionError | bex.IncompleteReadError | ConnectionError
-        | TimeoutError,
-    )
 
 
 class S3ResultStore(ResultStore):
@@ -395,28 +345,22 @@ class S3ResultStore(ResultStore):
         except _NotFound:
             raise self._missing(key) from None
 
-    def exists(self, key: str) -> bool:
+    def _found(self, action: str, key: str, method: str) -> bool:
+        """Call ``client.<method>(Bucket, Key)`` with retries; False when S3 says 404."""
         object_key = self.object_key(key)
+        call = getattr(self.client, method)
         try:
-            self._retrying(
-                "check",
-                key,
-                lambda: self.client.head_object(Bucket=self.bucket, Key=object_key),
-            )
+            self._retrying(action, key, lambda: call(Bucket=self.bucket, Key=object_key))
         except _NotFound:
             return False
         return True
 
+    def exists(self, key: str) -> bool:
+        return self._found("check", key, "head_object")
+
     def delete(self, key: str) -> None:
-        object_key = self.object_key(key)
-        try:
-            self._retrying(
-                "delete",
-                key,
-                lambda: self.client.delete_object(Bucket=self.bucket, Key=object_key),
-            )
-        except _NotFound:
-            pass  # S3 itself answers 204 for a missing key; some servers say 404
+        # S3 itself answers 204 for a missing key; some servers say 404: both are fine.
+        self._found("delete", key, "delete_object")
 
     @contextmanager
     def open_write(self, key: str) -> Iterator[BinaryIO]:
@@ -448,225 +392,3 @@ class S3ResultStore(ResultStore):
             yield cast(BinaryIO, reader)
         finally:
             reader.close()
-
-
-class _MultipartWriter(io.RawIOBase):
-    """Buffers at most one part; uploads each full part as it fills (see open_write)."""
-
-    def __init__(self, store: S3ResultStore, key: str) -> None:
-        super().__init__()
-        self._store = store
-        self._key = key
-        self._object_key = store.object_key(key)
-        self._buffer = bytearray()
-        self._upload_id: str | None = None
-        self._parts: list[dict[str, Any]] = []
-        self._size = 0
-        self._done = False
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        if self._done or self.closed:
-            raise ValueError(f"write to {self._key!r} after its stream was closed")
-        view = memoryview(data).cast("B")
-        size = len(view)
-        part_size = self._store.part_size
-        offset = 0
-        while offset < size:
-            # Fill the buffer to exactly one part, ship it, continue: memory stays one part.
-            take = min(part_size - len(self._buffer), size - offset)
-            self._buffer += view[offset : offset + take]
-            offset += take
-            if len(self._buffer) >= part_size:
-                self._upload_part()
-        self._size += size
-        return size
-
-    def _upload_part(self) -> None:
-        store = self._store
-        if self._upload_id is None:
-            response = store._retrying(
-                "start an upload to",
-                self._key,
-                lambda: store.client.create_multipart_upload(
-                    Bucket=store.bucket, Key=self._object_key
-                ),
-            )
-            self._upload_id = str(response["UploadId"])
-        body = bytes(self._buffer)
-        self._buffer.clear()
-        number = len(self._parts) + 1
-        upload_id = self._upload_id
-        response = store._retrying(
-            f"upload part {number} of",
-            self._key,
-            lambda: store.client.upload_part(
-                Bucket=store.bucket, Key=self._object_key, UploadId=upload_id,
-                PartNumber=number, Body=body,
-            ),
-        )
-        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
-
-    def commit(self) -> None:
-        store = self._store
-        if self._done:
-            return
-        self._done = True
-        if self._upload_id is None:
-            body = bytes(self._buffer)
-            self._buffer.clear()
-            store._retrying(
-                "write",
-                self._key,
-                lambda: store.client.put_object(
-                    Bucket=store.bucket, Key=self._object_key, Body=body
-                ),
-            )
-            self.close()
-            return
-        if self._buffer:
-            self._upload_part()
-        upload_id = self._upload_id
-        parts = list(self._parts)
-        try:
-            store._retrying(
-                "complete the upload of",
-                self._key,
-                lambda: store.client.complete_multipart_upload(
-                    Bucket=store.bucket, Key=self._object_key, UploadId=upload_id,
-                    MultipartUpload={"Parts": parts},
-                ),
-            )
-        except _UploadVanished:
-            # A retried Complete whose first try succeeded (the answer was lost) finds no upload;
-            # the object of the right size being there means it did complete.
-            if not self._object_has_size(self._size):
-                raise S3StoreError(
-                    f"the multipart upload of {store._where(self._key)} disappeared before it "
-                    "completed (aborted by a lifecycle rule or another client?); write it again"
-                ) from None
-        finally:
-            self.close()
-
-    def _object_has_size(self, size: int) -> bool:
-        store = self._store
-        try:
-            head = store._retrying(
-                "check",
-                self._key,
-                lambda: store.client.head_object(Bucket=store.bucket, Key=self._object_key),
-            )
-        except _NotFound:
-            return False
-        return int(head.get("ContentLength", -1)) == size
-
-    def abort(self) -> None:
-        """Drop the upload: nothing appears under the key, and S3 frees the stored parts."""
-        self._done = True
-        self._buffer.clear()
-        upload_id = self._upload_id
-        if upload_id is not None:
-            store = self._store
-            try:
-                store.client.abort_multipart_upload(
-                    Bucket=store.bucket, Key=self._object_key, UploadId=upload_id
-                )
-            except Exception as exc:  # the original error matters more than the clean-up
-                logger.warning(
-                    "could not abort the multipart upload %s of %s: %s (a bucket lifecycle rule "
-                    "for incomplete uploads will remove its parts)",
-                    upload_id, store._where(self._key), exc,
-                )
-        self.close()
-
-
-class _ResumingReader(io.RawIOBase):
-    """A GetObject body that resumes with a ranged GET when the connection drops mid-object."""
-
-    def __init__(self, store: S3ResultStore, key: str, response: Mapping[str, Any]) -> None:
-        super().__init__()
-        self._store = store
-        self._key = key
-        self._body: Any = response["Body"]
-        self._etag = response.get("ETag")
-        self._length = response.get("ContentLength")
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if not len(view) or (self._length is not None and self._position >= self._length):
-            return 0
-        while True:
-            try:
-                chunk: bytes = self._body.read(len(view))
-                if chunk or self._length is None:
-                    break
-                problem = f"the body ended early at {self._position} of {self._length} bytes"
-            except Exception as exc:
-                if not _is_transient(exc):
-                    raise
-                problem = str(exc)
-            logger.warning(
-                "reading %s broke at byte %d (%s); resuming",
-                self._store._where(self._key), self._position, problem,
-            )
-            self._reopen()
-        view[: len(chunk)] = chunk
-        self._position += len(chunk)
-        return len(chunk)
-
-    def _reopen(self) -> None:
-        store = self._store
-        object_key = store.object_key(self._key)
-        extra: dict[str, Any] = {"Range": f"bytes={self._position}-"}
-        if self._etag:
-            extra["IfMatch"] = self._etag  # the same object, not one rewritten meanwhile
-        with _quietly():
-            self._body.close()
-        try:
-            response = store._retrying(
-                "resume reading",
-                self._key,
-                lambda: store.client.get_object(Bucket=store.bucket, Key=object_key, **extra),
-            )
-        except _NotFound:
-            raise store._missing(self._key) from None
-        self._body = response["Body"]
-
-    def close(self) -> None:
-        if not self.closed:
-            with _quietly():
-                self._body.close()
-        super().close()
-
-
-@contextmanager
-def _quietly() -> Iterator[None]:
-    try:
-        yield
-    except Exception:  # closing a broken connection may itself fail; nothing to do about it
-        pass
-
-
-def store_from_env(environ: Mapping[str, str] | None = None) -> S3ResultStore | None:
-    """An S3ResultStore when ``FLOWPOD_S3_BUCKET`` is set, else None.
-
-    Reads ``FLOWPOD_S3_ENDPOINT`` (any S3-compatible URL), ``FLOWPOD_S3_PREFIX`` and
-    ``FLOWPOD_S3_REGION``; credentials come from boto3's chain (``AWS_ACCESS_KEY_ID``,
-    ``AWS_SECRET_ACCESS_KEY``, profiles, roles).
-    """
-    env = os.environ if environ is None else environ
-    bucket = env.get("FLOWPOD_S3_BUCKET", "").strip()
-    if not bucket:
-        return None
-    return S3ResultStore(
-        bucket,
-        env.get("FLOWPOD_S3_PREFIX", ""),
-        endpoint_url=env.get("FLOWPOD_S3_ENDPOINT") or None,
-        region=env.get("FLOWPOD_S3_REGION") or None,
-    )

@@ -53,10 +53,10 @@ def store_for_pod() -> ResultStore:
     """The store this pod's environment names: ``FLOWPOD_STORE_PATH``, else S3 from the env."""
     path = os.environ.get(STORE_PATH_VAR, "").strip()
     if path:
-        from flowpod._storage.stores import LocalResultStore
+        from flowpod._storage import LocalResultStore
 
         return LocalResultStore(Path(path))
-    from flowpod._storage.s3 import store_from_env
+    from flowpod._storage import store_from_env
 
     store = store_from_env()
     if store is None:

@@ -30,19 +30,13 @@ from flowpod._engine.attempts import (
     tlog,
 )
 from flowpod._engine.runs import FlowRun, TaskRun
-from flowpod._storage.run_files import (
-    FlowRunInfo,
-    TaskPayload,
-    read_payload,
-    write_exception,
-    write_outcome,
-    write_result,
-)
+from flowpod._kube.payloads import FlowRunInfo, TaskPayload, read_payload
+from flowpod._storage import write_exception, write_outcome, write_result
 from flowpod.exceptions import SerializationError
 from flowpod.states import Pending, State, StateType, exception_to_failed_state
 
 if TYPE_CHECKING:
-    from flowpod._storage.stores import ResultStore
+    from flowpod._storage import ResultStore
     from flowpod.context import FlowRunContext
     from flowpod.tasks import Task
 
@@ -130,7 +124,7 @@ def _persist(payload: TaskPayload, store: ResultStore, namespace: str, name: str
     """Store a Completed attempt's value; a value that does not serialise fails the attempt."""
     try:
         if payload.cache_key is not None:
-            from flowpod._storage.stores import CacheStore
+            from flowpod._storage import CacheStore
 
             expiration = payload.cache_expiration_seconds
             record = CacheStore(store).commit(

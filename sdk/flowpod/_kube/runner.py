@@ -1,0 +1,318 @@
+"""``KubernetesTaskRunner``: each ``.submit()`` / ``.map()`` in a flow becomes a TaskRun.
+
+For each submitted run the runner resolves upstream futures in a submit worker, writes the
+payload and creates the TaskRun (``flowpod._kube.taskruns``). One watch per runner follows all
+of its TaskRuns (label ``flowpod.dev/runner``); a TaskRun that reaches a final state resolves
+its future (``flowpod._kube.futures``) with the state read back from the store
+(``flowpod._kube.results``). Options live in one ``RunnerOptions`` value
+(``flowpod._kube.options``); every Kubernetes API call goes through ``TaskRunApi``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from flowpod._contract.labels import RUNNER_LABEL
+from flowpod._contract.states import FINAL_STATES
+from flowpod._kube.futures import KubernetesTaskFuture
+from flowpod._kube.options import OPTION_NAMES, RunnerOptions
+from flowpod._kube.results import final_state, safely, transient_state
+from flowpod._kube.storage_views import StorageViews, local_store, storage_views
+from flowpod._kube.taskrun_api import TaskRunApi, WatchExpired
+from flowpod._kube.taskruns import prepare_taskrun
+from flowpod.task_runners import TaskRunner
+
+if TYPE_CHECKING:
+    from flowpod._contract.pod_settings import StorageSpec
+    from flowpod._engine.task_engine import Submission
+    from flowpod._storage import ResultStore
+    from flowpod.futures import FlowpodFuture
+    from flowpod.states import State
+    from flowpod.tasks import Task
+
+__all__ = ["KubernetesTaskRunner"]
+
+logger = logging.getLogger("flowpod.kubernetes")
+
+
+class KubernetesTaskRunner(TaskRunner):
+    """Runs each submitted task run as a TaskRun on a Kubernetes cluster with the flowpod operator.
+
+    namespace: where TaskRuns are created (default: the kubeconfig context's namespace, or the
+    pod's own). image: the task pods' image (default: the operator's). storage: the S3 storage
+    (a ``StorageSpec`` or a dict with bucket, prefix, endpoint, region, credentialsSecret; default
+    from ``FLOWPOD_S3_*``); this process writes payloads and reads results there with boto3's
+    credential chain; with storage from the environment, ``FLOWPOD_S3_CLUSTER_ENDPOINT`` (when
+    set) is the endpoint written into the TaskRuns, for pods that reach S3 at another address
+    than this process does. env, resources, service_account_name, node_selector, tolerations,
+    image_pull_policy: copied to every TaskRun's pod settings. kubeconfig / context: which
+    cluster. store: this process's own view of the same bucket, when it reaches S3 at another
+    address than the pods do (an in-cluster endpoint vs. a port-forward), or for tests. api:
+    replaces the API access (tests, custom setups). Each option is documented on
+    ``RunnerOptions``; ``runner.<option>`` reads it.
+    """
+
+    options: RunnerOptions
+
+    def __init__(
+        self,
+        namespace: str | None = None,
+        image: str | None = None,
+        storage: StorageSpec | Mapping[str, Any] | None = None,
+        *,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        env: Sequence[Mapping[str, Any]] | Mapping[str, str] | None = None,
+        resources: Mapping[str, Any] | None = None,
+        service_account_name: str | None = None,
+        node_selector: Mapping[str, str] | None = None,
+        tolerations: Sequence[Mapping[str, Any]] | None = None,
+        image_pull_policy: str | None = None,
+        store: ResultStore | None = None,
+        api: TaskRunApi | None = None,
+        submit_workers: int = 16,
+        watch_timeout_seconds: int = 60,
+    ) -> None:
+        self.options = RunnerOptions(
+            namespace, image, storage, kubeconfig=kubeconfig, context=context, env=env,
+            resources=resources, service_account_name=service_account_name,
+            node_selector=node_selector, tolerations=tolerations,
+            image_pull_policy=image_pull_policy, store=store, api=api,
+            submit_workers=submit_workers, watch_timeout_seconds=watch_timeout_seconds,
+        )
+        self._reset()
+
+    @classmethod
+    def from_options(cls, options: RunnerOptions) -> KubernetesTaskRunner:
+        """A fresh runner with ``options``."""
+        runner = cls.__new__(cls)
+        runner.options = options
+        runner._reset()
+        return runner
+
+    def __getattr__(self, name: str) -> Any:
+        # runner.image, runner.namespace, ...: the options (only reached for missing attributes).
+        if name in OPTION_NAMES and "options" in self.__dict__:
+            return getattr(self.options, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _reset(self) -> None:
+        self.runner_id = uuid.uuid4().hex[:12]
+        self._store: ResultStore | None = self.options.store
+        self._api: TaskRunApi | None = self.options.api
+        self._resolved_namespace: str | None = self.options.namespace
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: dict[str, KubernetesTaskFuture[Any]] = {}
+        self._all: list[KubernetesTaskFuture[Any]] = []
+        self._lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._storage_views: StorageViews | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Threads, locks and clients stay behind; the copy starts fresh where it lands.
+        return {"options": self.options.portable()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.options = state["options"]
+        self._reset()
+
+    def duplicate(self) -> KubernetesTaskRunner:
+        return type(self).from_options(replace(self.options))
+
+    def __repr__(self) -> str:
+        return (f"KubernetesTaskRunner(namespace={self.options.namespace!r}, "
+                f"image={self.options.image!r})")
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    @property
+    def api(self) -> TaskRunApi:
+        with self._lock:
+            if self._api is None:
+                self._api = TaskRunApi(self.options.kubeconfig, self.options.context)
+            return self._api
+
+    def resolved_namespace(self) -> str:
+        if self._resolved_namespace is None:
+            self._resolved_namespace = self.api.default_namespace()
+        return self._resolved_namespace
+
+    def _views(self) -> StorageViews:
+        if self._storage_views is None:
+            self._storage_views = storage_views(self.options.storage)
+        return self._storage_views
+
+    def storage_spec(self) -> StorageSpec | None:
+        """The TaskRuns' ``spec.storage``: the given storage, else ``FLOWPOD_S3_*`` (with
+        ``FLOWPOD_S3_CLUSTER_ENDPOINT`` as the endpoint when set), else None (the operator's
+        default storage; then ``store=`` must point at the same place)."""
+        return self._views().spec
+
+    def result_store(self) -> ResultStore:
+        """Where this process writes payloads and reads results (``FLOWPOD_S3_ENDPOINT`` when
+        the storage comes from the environment)."""
+        if self._store is None:
+            self._store = local_store(
+                self._views().local,
+                "KubernetesTaskRunner needs to know the result store the task pods use: pass "
+                "storage={'bucket': ..., 'endpoint': ...} (or a StorageSpec), set "
+                "FLOWPOD_S3_BUCKET (and FLOWPOD_S3_ENDPOINT / FLOWPOD_S3_PREFIX), or pass "
+                "store=<ResultStore> pointing at the operator's default storage",
+            )
+        return self._store
+
+    # -- submitting ----------------------------------------------------------------------------
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.options.submit_workers,
+                                                thread_name_prefix="flowpod-k8s-submit")
+            return self._pool
+
+    def submit(self, task: Task[Any, Any], parameters: dict[str, Any],
+               wait_for: Any = None) -> FlowpodFuture[Any]:
+        from flowpod._engine.task_engine import prepare_submission
+
+        submission = prepare_submission(task, parameters, wait_for)
+        future: KubernetesTaskFuture[Any] = KubernetesTaskFuture(submission.task_run)
+        with self._lock:
+            self._all.append(future)
+        self._executor().submit(contextvars.copy_context().run, self._create, submission, future)
+        return future
+
+    def _create(self, sub: Submission, future: KubernetesTaskFuture[Any]) -> None:
+        """Resolve inputs, write the payload, create the TaskRun (in a submit worker)."""
+        from flowpod._engine.inputs import resolve_inputs
+        from flowpod.exceptions import UpstreamTaskError
+        from flowpod.states import NotReady, exception_to_failed_state
+
+        try:
+            params = resolve_inputs(sub.parameters, sub.wait_for)
+        except UpstreamTaskError as exc:
+            self._finish(future, NotReady(message=str(exc), data=exc))
+            return
+        sub.task_run.parameters = params
+        name = None
+        try:
+            name, manifest = prepare_taskrun(sub, params, self)
+            future.taskrun_name = name
+            with self._lock:
+                self._futures[name] = future
+            self._ensure_watch()
+            self.api.create(self.resolved_namespace(), manifest)
+        except Exception as exc:  # noqa: BLE001 - reported through the future
+            if name is not None:
+                with self._lock:
+                    self._futures.pop(name, None)
+            self._finish(future, exception_to_failed_state(
+                exc, "Could not submit the task run to Kubernetes:"))
+
+    # -- watching --------------------------------------------------------------------------------
+
+    def _ensure_watch(self) -> None:
+        with self._lock:
+            if self._watcher is not None:
+                return
+            self._watcher = threading.Thread(target=self._watch_loop, args=(self._stop,),
+                                             daemon=True,
+                                             name=f"flowpod-k8s-watch-{self.runner_id}")
+            self._watcher.start()
+
+    def _watch_loop(self, stop: threading.Event) -> None:
+        namespace = self.resolved_namespace()
+        selector = f"{RUNNER_LABEL}={self.runner_id}"
+        backoff = 0.2
+        while not stop.is_set():
+            try:
+                items, version = self.api.list(namespace, selector)
+                for obj in items:
+                    self._on_object("MODIFIED", obj)
+                while not stop.is_set():
+                    for kind, obj in self.api.watch(namespace, selector, version,
+                                                    self.options.watch_timeout_seconds):
+                        version = str(obj.get("metadata", {}).get("resourceVersion") or version)
+                        if kind != "BOOKMARK":
+                            self._on_object(kind, obj)
+                        if stop.is_set():
+                            return
+                    backoff = 0.2
+            except WatchExpired:
+                continue
+            except Exception as exc:  # noqa: BLE001 - the API server restarts, networks drop
+                if stop.is_set():
+                    return
+                logger.warning("Watching TaskRuns in %r failed (%r); retrying in %.1f s",
+                               namespace, exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _on_object(self, kind: str, obj: Mapping[str, Any]) -> None:
+        name = str(obj.get("metadata", {}).get("name", ""))
+        with self._lock:
+            future = self._futures.get(name)
+        if future is None:
+            return
+        status = obj.get("status") or {}
+        state_name = status.get("state")
+        if kind == "DELETED" and state_name not in FINAL_STATES:
+            from flowpod.states import Crashed
+
+            self._settle(name, future, lambda: Crashed(
+                message=f"TaskRun {name} was deleted before it finished"))
+            return
+        if state_name in FINAL_STATES:
+            snapshot = dict(status)
+            self._settle(name, future, lambda: final_state(
+                self.result_store(), self.resolved_namespace(), name, future.task_run, snapshot))
+        elif state_name and state_name != future.task_run.state_name:
+            future._observe(transient_state(str(state_name), status))
+
+    def _settle(self, name: str, future: KubernetesTaskFuture[Any],
+                build: Callable[[], State[Any]]) -> None:
+        with self._lock:
+            if self._futures.pop(name, None) is None:
+                return  # already being settled (a repeated event)
+        # Reading the result may take a while (a big object): not on the watch thread.
+        self._executor().submit(lambda: self._finish(future, safely(build, name)))
+
+    def _finish(self, future: KubernetesTaskFuture[Any], state: State[Any]) -> None:
+        from flowpod._engine.attempts import tlog
+
+        if future._resolve(state):
+            from flowpod.states import StateType
+
+            level = logging.INFO if state.type is StateType.COMPLETED else logging.ERROR
+            tlog(future.task_run, level, "Finished in state %s", state)
+
+    # -- lifetime --------------------------------------------------------------------------------
+
+    def __enter__(self) -> KubernetesTaskRunner:
+        return self
+
+    def __exit__(self, exc_type: object = None, *exc_info: object) -> None:
+        with self._lock:
+            futures = list(self._all)
+        if exc_type is None:
+            # As with the thread pool: a flow that returns waits for the runs it submitted.
+            for future in futures:
+                future.wait()
+        with self._lock:
+            # The watch thread holds the old event; a later use of this runner gets a new one.
+            self._stop.set()
+            self._stop = threading.Event()
+            pool, self._pool = self._pool, None
+            self._watcher = None
+        if pool is not None:
+            pool.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
+        if self.options.api is None and self._api is not None:
+            self._api.close()
+            self._api = None

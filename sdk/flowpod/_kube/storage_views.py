@@ -1,0 +1,101 @@
+"""Which storage a run uses, seen from two places: the cluster's pods and this process.
+
+Storage from ``FLOWPOD_S3_*`` (``flowpod._storage.StorageConfig.from_env``) is how *this*
+machine reaches S3 (``FLOWPOD_S3_ENDPOINT``, e.g. a kind node port on localhost); the specs
+written into the cluster carry ``FLOWPOD_S3_CLUSTER_ENDPOINT`` instead when that is set (pods
+reach S3 at another address). ``storage_views`` is the one place that override happens;
+``local_store`` makes this process's store from its view. Used by ``KubernetesTaskRunner``
+(``flowpod._kube.runner``) and by ``submit()`` / ``FlowRunHandle`` (``flowpod._kube.submit``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from flowpod._storage import StorageConfig
+
+if TYPE_CHECKING:
+    from flowpod._contract.pod_settings import StorageSpec
+    from flowpod._storage import ResultStore
+
+__all__ = [
+    "CLUSTER_ENDPOINT_VAR",
+    "StorageViews",
+    "local_storage",
+    "local_store",
+    "storage_spec",
+    "storage_views",
+]
+
+# The S3 endpoint as pods reach it, when this machine reaches it elsewhere (see storage_views).
+CLUSTER_ENDPOINT_VAR = "FLOWPOD_S3_CLUSTER_ENDPOINT"
+
+
+def storage_spec(storage: StorageSpec | Mapping[str, Any] | None) -> StorageSpec | None:
+    """``storage`` as a StorageSpec; None: ``FLOWPOD_S3_*`` as this process reaches it."""
+    from flowpod._contract.pod_settings import StorageSpec
+
+    if storage is None:
+        config = StorageConfig.from_env()
+        return config.to_spec() if config is not None else None
+    if isinstance(storage, StorageSpec):
+        return storage
+    return StorageSpec.model_validate(dict(storage))
+
+
+class StorageViews(NamedTuple):
+    """One storage location seen from two places."""
+
+    spec: StorageSpec | None
+    """What FlowRun/TaskRun specs carry: how the pods reach it (None: the operator's default)."""
+    local: StorageSpec | None
+    """What this process's own ``S3ResultStore`` uses."""
+
+
+def storage_views(storage: StorageSpec | Mapping[str, Any] | None) -> StorageViews:
+    """The spec's and this process's view of ``storage`` (None: from ``FLOWPOD_S3_*``).
+
+    Explicit storage is one location reached the same way from everywhere. Storage from the
+    environment is how *this* machine reaches S3 (``FLOWPOD_S3_ENDPOINT``, e.g. a kind node port
+    on localhost); when pods reach it at another address, ``FLOWPOD_S3_CLUSTER_ENDPOINT`` (e.g.
+    the in-cluster service) replaces the endpoint in what is written into the cluster. This is
+    the one place that override happens.
+    """
+    local = storage_spec(storage)
+    cluster_endpoint = os.environ.get(CLUSTER_ENDPOINT_VAR, "").strip()
+    if storage is not None or local is None or not cluster_endpoint:
+        return StorageViews(local, local)
+    from pydantic import ValidationError
+
+    from flowpod._contract.pod_settings import StorageSpec
+    from flowpod.exceptions import ConfigurationError
+
+    try:
+        spec = StorageSpec.model_validate({**local.to_wire(), "endpoint": cluster_endpoint})
+    except ValidationError:
+        raise ConfigurationError(
+            f"{CLUSTER_ENDPOINT_VAR} must be an http:// or https:// URL (the S3 endpoint as pods "
+            f"in the cluster reach it), got {cluster_endpoint!r}"
+        ) from None
+    return StorageViews(spec, local)
+
+
+def local_storage(run_storage: Mapping[str, Any] | None) -> StorageSpec | None:
+    """This process's view of a run's ``spec.storage``: the environment's own when the run
+    carries the environment's storage (as ``storage_views`` wrote it), else the run's."""
+    env = storage_views(None)
+    if run_storage is None:
+        return env.local
+    written = storage_spec(run_storage)
+    return env.local if env.local is not None and written == env.spec else written
+
+
+def local_store(local: StorageSpec | None, missing: str) -> ResultStore:
+    """This process's store on ``local``; ConfigurationError ``missing`` when there is none."""
+    if local is None:
+        from flowpod.exceptions import ConfigurationError
+
+        raise ConfigurationError(missing)
+    return StorageConfig.from_spec(local).to_store()
