@@ -98,7 +98,7 @@ class PodBench:
 
     def one(self, index: int) -> str:
         from flowpod import task
-        from flowpod._contract.resources import TaskRun, TaskRunSpec
+        from flowpod._contract.resources import TaskRunResource, TaskRunSpec
         from flowpod._kube.payloads import TaskPayload, write_payload
         from flowpod_operator.pods import pod_manifest
         from flowpod_operator.settings import OperatorConfig
@@ -114,7 +114,7 @@ class PodBench:
             GROUP, VERSION, self.namespace, PLURAL, spec.to_manifest(name, self.namespace))
         config = OperatorConfig.from_env({**self.info["env"],
                                           "FLOWPOD_OPERATOR_IMAGE": self.info["image"]})
-        pod = pod_manifest(TaskRun.from_object(created), 1, config)
+        pod = pod_manifest(TaskRunResource.from_object(created), 1, config)
         container = pod["spec"]["containers"][0]
         container["command"] = ["python", "-c", WRAPPER, *container["command"][3:]]
         self.core.create_namespaced_pod(self.namespace, pod)

@@ -30,7 +30,7 @@ from typing import Any
 
 from flowpod._contract.lifecycle import Schedule, failure_suffix
 from flowpod._contract.records import CacheRecord, Outcome
-from flowpod._contract.resources import TaskRun
+from flowpod._contract.resources import TaskRunResource
 from flowpod._contract.retrying import decide_retry
 from flowpod._contract.states import FINAL_STATES, StateName
 from flowpod._contract.states import outcome_state as outcome_state_name
@@ -186,12 +186,12 @@ def _parse_time(value: Any) -> datetime | None:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def _final_fields(taskrun: TaskRun, now: datetime) -> FinalFields:
+def _final_fields(taskrun: TaskRunResource, now: datetime) -> FinalFields:
     started = taskrun.status.start_time or taskrun.metadata.creation_timestamp or now
     return final_fields(started, now)
 
 
-def _name(taskrun: TaskRun) -> str:
+def _name(taskrun: TaskRunResource) -> str:
     return taskrun.metadata.name or "?"
 
 
@@ -199,7 +199,7 @@ def _name(taskrun: TaskRun) -> str:
 
 
 def decide(
-    taskrun: TaskRun,
+    taskrun: TaskRunResource,
     pod: Mapping[str, Any] | None,
     outcome: Outcome | None,
     cache_hit: CacheRecord | None,
@@ -224,7 +224,7 @@ def decide(
     return NOTHING
 
 
-def _start(taskrun: TaskRun, cache_hit: CacheRecord | None, now: datetime) -> Decision:
+def _start(taskrun: TaskRunResource, cache_hit: CacheRecord | None, now: datetime) -> Decision:
     spec = taskrun.spec
     if (
         spec.cache_key is not None
@@ -259,7 +259,7 @@ def _start(taskrun: TaskRun, cache_hit: CacheRecord | None, now: datetime) -> De
     ))
 
 
-def _after_delay(taskrun: TaskRun, now: datetime) -> Decision:
+def _after_delay(taskrun: TaskRunResource, now: datetime) -> Decision:
     status = taskrun.status
     due = status.next_retry_at
     if due is not None and now < due:
@@ -279,7 +279,7 @@ def _after_delay(taskrun: TaskRun, now: datetime) -> Decision:
 
 
 def _observe_attempt(
-    taskrun: TaskRun,
+    taskrun: TaskRunResource,
     pod: Mapping[str, Any] | None,
     outcome: Outcome | None,
     now: datetime,
@@ -326,7 +326,7 @@ def _waiting(pod: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _maybe_stuck(taskrun: TaskRun, pod: Mapping[str, Any]) -> Decision:
+def _maybe_stuck(taskrun: TaskRunResource, pod: Mapping[str, Any]) -> Decision:
     """A pod that cannot start (missing Secret, bad image) stays Pending: say why, once. The
     state does not change - fixing the cause lets the same pod start."""
     stuck = _waiting(pod)
@@ -349,7 +349,7 @@ def _started(pod: Mapping[str, Any]) -> datetime | None:
 
 
 def _failed_pod_state(
-    taskrun: TaskRun, pod: Mapping[str, Any], outcome: Outcome | None
+    taskrun: TaskRunResource, pod: Mapping[str, Any], outcome: Outcome | None
 ) -> tuple[StateName, str | None]:
     name = _pod_name(pod)
     reason = pod_failure_reason(pod)
@@ -379,7 +379,7 @@ def _failed_pod_state(
 
 
 def _conclude(
-    taskrun: TaskRun,
+    taskrun: TaskRunResource,
     state: StateName,
     outcome: Outcome | None,
     now: datetime,

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flowpod._contract.records import FlowOutcome
-from flowpod._contract.resources import FlowRun
+from flowpod._contract.resources import FlowRunResource
 from flowpod._contract.states import FINAL_STATES, StateName
 from flowpod._contract.status import HistoryEntry, final_fields, history_entry, iso, state_fields
 from flowpod_operator.decisions import (
@@ -98,7 +98,7 @@ def count_task_runs(states: Iterable[str | None]) -> dict[str, Any]:
     return {"taskRuns": counts, "tasksSummary": f"{done}/{counts['total']}"}
 
 
-def retry_delay(flowrun: FlowRun, attempt: int) -> float:
+def retry_delay(flowrun: FlowRunResource, attempt: int) -> float:
     """Delay before the attempt after ``attempt``: spec.retryDelaySeconds[attempt-1], the last
     entry repeating; no delay when the list is empty."""
     delays = flowrun.spec.retry_delay_seconds
@@ -107,7 +107,7 @@ def retry_delay(flowrun: FlowRun, attempt: int) -> float:
     return float(delays[min(attempt - 1, len(delays) - 1)])
 
 
-def _counts_patch(flowrun: FlowRun, counts: Mapping[str, Any] | None) -> dict[str, Any]:
+def _counts_patch(flowrun: FlowRunResource, counts: Mapping[str, Any] | None) -> dict[str, Any]:
     if counts is None:
         return {}
     current = flowrun.status.task_runs.to_wire() if flowrun.status.task_runs else None
@@ -117,7 +117,7 @@ def _counts_patch(flowrun: FlowRun, counts: Mapping[str, Any] | None) -> dict[st
     return dict(counts)
 
 
-def _final(flowrun: FlowRun, state: StateName, message: str | None, now: datetime,
+def _final(flowrun: FlowRunResource, state: StateName, message: str | None, now: datetime,
            counts: Mapping[str, Any] | None, **extra: Any) -> PatchStatus:
     start = flowrun.status.start_time or flowrun.metadata.creation_timestamp or now
     fields = {
@@ -130,7 +130,7 @@ def _final(flowrun: FlowRun, state: StateName, message: str | None, now: datetim
 
 
 def decide_flowrun(
-    flowrun: FlowRun,
+    flowrun: FlowRunResource,
     pod: Mapping[str, Any] | None,
     outcome: FlowOutcome | None,
     counts: Mapping[str, Any] | None,
@@ -173,7 +173,7 @@ def decide_flowrun(
     return _observe(flowrun, pod, outcome, counts, now)
 
 
-def _finished(flowrun: FlowRun, counts: Mapping[str, Any] | None, now: datetime,
+def _finished(flowrun: FlowRunResource, counts: Mapping[str, Any] | None, now: datetime,
               default_ttl: int | None) -> Decision:
     actions: list[FlowAction] = []
     patch = _counts_patch(flowrun, counts)
@@ -191,7 +191,7 @@ def _finished(flowrun: FlowRun, counts: Mapping[str, Any] | None, now: datetime,
     return Decision(tuple(actions))
 
 
-def _observe(flowrun: FlowRun, pod: Mapping[str, Any] | None,
+def _observe(flowrun: FlowRunResource, pod: Mapping[str, Any] | None,
              outcome: FlowOutcome | None, counts: Mapping[str, Any] | None,
              now: datetime) -> Decision:
     status, spec = flowrun.status, flowrun.spec

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from flowpod._contract.resources import FlowRun
+from flowpod._contract.resources import FlowRunResource
 from flowpod._contract.states import FINAL_STATES, StateName
 from flowpod_operator.decisions import CreatePod, PatchStatus, Requeue
 from flowpod_operator.decisions_flowrun import (
@@ -151,7 +151,7 @@ class FlowRunController(KeyedLoop):
             if body is None:
                 return
             try:
-                flowrun = FlowRun.from_object(body)
+                flowrun = FlowRunResource.from_object(body)
             except ValueError as exc:
                 await self._reject(key, body, exc)
                 return
@@ -177,7 +177,7 @@ class FlowRunController(KeyedLoop):
                          {"state": StateName.FAILED.value, "stateType": "FAILED",
                           "message": message})
 
-    async def _observe_pod(self, key: Key, flowrun: FlowRun) -> dict[str, Any] | None:
+    async def _observe_pod(self, key: Key, flowrun: FlowRunResource) -> dict[str, Any] | None:
         name = flow_pod_name(key[1], flowrun.status.attempt)
         seen = self.pods.get((key[0], name))
         if seen is None:
@@ -185,7 +185,7 @@ class FlowRunController(KeyedLoop):
             self.pods[(key[0], name)] = seen if seen is not None else _GONE
         return None if seen is _GONE else seen
 
-    async def _step(self, key: Key, body: dict[str, Any], flowrun: FlowRun) -> None:
+    async def _step(self, key: Key, body: dict[str, Any], flowrun: FlowRunResource) -> None:
         pod: dict[str, Any] | None = None
         outcome = None
         if flowrun.status.state in _ACTIVE and flowrun.status.attempt >= 1:

@@ -27,7 +27,7 @@ from typing import Any
 
 import kopf
 
-from flowpod._contract.resources import GROUP, VERSION, TaskRun
+from flowpod._contract.resources import GROUP, VERSION, TaskRunResource
 from flowpod._contract.states import StateName
 from flowpod_operator.decisions import (
     FINAL_STATES,
@@ -155,7 +155,7 @@ class Reconciler(KeyedLoop):
             if body is None:
                 return
             try:
-                taskrun = TaskRun.from_object(body)
+                taskrun = TaskRunResource.from_object(body)
             except ValueError as exc:
                 await self._reject(key, body, exc)
                 return
@@ -187,14 +187,14 @@ class Reconciler(KeyedLoop):
                           "message": message})
         self._spawn(self._call(self.api.post_event, body, "Warning", "Invalid", message))
 
-    def _finished(self, key: Key, taskrun: TaskRun) -> None:
+    def _finished(self, key: Key, taskrun: TaskRunResource) -> None:
         # Finished runs need no memory: later events for them decide nothing.
         self.taskruns.pop(key, None)
         self._locks.pop(key, None)
         for attempt in range(1, taskrun.status.attempt + 1):
             self.pods.pop((key[0], pod_name(key[1], attempt)), None)
 
-    async def _observe_pod(self, key: Key, taskrun: TaskRun) -> dict[str, Any] | None:
+    async def _observe_pod(self, key: Key, taskrun: TaskRunResource) -> dict[str, Any] | None:
         name = pod_name(key[1], taskrun.status.attempt)
         seen = self.pods.get((key[0], name))
         if seen is None:
@@ -203,7 +203,7 @@ class Reconciler(KeyedLoop):
             self.pods[(key[0], name)] = seen if seen is not None else _GONE
         return None if seen is _GONE else seen
 
-    async def _step(self, key: Key, body: dict[str, Any], taskrun: TaskRun) -> None:
+    async def _step(self, key: Key, body: dict[str, Any], taskrun: TaskRunResource) -> None:
         state = taskrun.status.state
         pod: dict[str, Any] | None = None
         outcome = None
@@ -244,7 +244,7 @@ class Reconciler(KeyedLoop):
         if decision.actions and any(isinstance(a, PatchStatus) for a in decision.actions):
             state_after = self.taskruns.get(key, {}).get("status", {}).get("state")
             if state_after in {s.value for s in FINAL_STATES}:
-                self._finished(key, TaskRun.from_object(self.taskruns[key]))
+                self._finished(key, TaskRunResource.from_object(self.taskruns[key]))
 
 
 # -- kopf -----------------------------------------------------------------------------------------

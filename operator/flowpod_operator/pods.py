@@ -31,7 +31,7 @@ from flowpod._contract.labels import (
 )
 from flowpod._contract.labels import MAX_NAME as _MAX_NAME
 from flowpod._contract.labels import short_hash as _short_hash
-from flowpod._contract.resources import API_VERSION, FlowRun, TaskRun
+from flowpod._contract.resources import API_VERSION, FlowRunResource, TaskRunResource
 from flowpod_operator.settings import OperatorConfig
 
 __all__ = [
@@ -74,7 +74,9 @@ def pod_name(taskrun: str, attempt: int) -> str:
     return prefix + suffix
 
 
-def _storage_env(taskrun: TaskRun | FlowRun, config: OperatorConfig) -> list[dict[str, Any]]:
+def _storage_env(
+    taskrun: TaskRunResource | FlowRunResource, config: OperatorConfig
+) -> list[dict[str, Any]]:
     storage = taskrun.spec.storage
     defaults = config.storage
     if storage is not None:
@@ -115,8 +117,9 @@ def _first(value: _T | None, default: _T | None) -> _T | None:
     return value if value is not None else default
 
 
-def _pod(run: TaskRun | FlowRun, *, kind: str, command: str, container_name: str, name: str,
-         attempt: int, labels: dict[str, str], config: OperatorConfig) -> dict[str, Any]:
+def _pod(run: TaskRunResource | FlowRunResource, *, kind: str, command: str,
+         container_name: str, name: str, attempt: int, labels: dict[str, str],
+         config: OperatorConfig) -> dict[str, Any]:
     """The pod of one attempt of a TaskRun or FlowRun: what both kinds of pod have in common."""
     meta, spec = run.metadata, run.spec
     if not meta.name or not meta.namespace or not meta.uid:
@@ -190,7 +193,7 @@ def _pod(run: TaskRun | FlowRun, *, kind: str, command: str, container_name: str
     }
 
 
-def pod_manifest(taskrun: TaskRun, attempt: int, config: OperatorConfig) -> dict[str, Any]:
+def pod_manifest(taskrun: TaskRunResource, attempt: int, config: OperatorConfig) -> dict[str, Any]:
     """The pod running ``attempt`` of ``taskrun``."""
     name, flow_run = taskrun.metadata.name or "", taskrun.spec.flow_run
     pod = _pod(
@@ -219,7 +222,9 @@ def flow_pod_name(flowrun: str, attempt: int) -> str:
     return pod_name(f"{flowrun}-flow", attempt)
 
 
-def flow_pod_manifest(flowrun: FlowRun, attempt: int, config: OperatorConfig) -> dict[str, Any]:
+def flow_pod_manifest(
+    flowrun: FlowRunResource, attempt: int, config: OperatorConfig
+) -> dict[str, Any]:
     """The flow-runner pod of ``attempt`` of ``flowrun``.
 
     Unlike task pods it talks to the API server (it reads its FlowRun and creates TaskRuns), so it

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from flowpod._contract.records import CacheRecord, FlowOutcome, Outcome
-from flowpod._contract.resources import FlowRun, TaskRun
+from flowpod._contract.resources import FlowRunResource, TaskRunResource
 from flowpod._storage import (
     CacheStore,
     ResultStore,
@@ -63,7 +63,7 @@ class StoreRegistry:
         self._stores: dict[StorageConfig, ResultStore] = {}
         self._guard = threading.Lock()
 
-    def location(self, taskrun: TaskRun | FlowRun) -> StorageConfig:
+    def location(self, taskrun: TaskRunResource | FlowRunResource) -> StorageConfig:
         storage = taskrun.spec.storage
         if storage is not None:
             return StorageConfig.from_spec(storage)
@@ -76,7 +76,7 @@ class StoreRegistry:
             )
         return StorageConfig.from_spec(defaults)
 
-    def store_for(self, taskrun: TaskRun | FlowRun) -> ResultStore:
+    def store_for(self, taskrun: TaskRunResource | FlowRunResource) -> ResultStore:
         location = self.location(taskrun)
         with self._guard:
             store = self._stores.get(location)
@@ -84,21 +84,21 @@ class StoreRegistry:
                 store = self._stores[location] = self._factory(location)
         return store
 
-    def outcome(self, taskrun: TaskRun, attempt: int) -> Outcome | None:
+    def outcome(self, taskrun: TaskRunResource, attempt: int) -> Outcome | None:
         """The outcome record of ``attempt`` (None: the pod wrote none)."""
         meta = taskrun.metadata
         if attempt < 1 or not meta.namespace or not meta.name:
             return None
         return read_outcome(self.store_for(taskrun), meta.namespace, meta.name, attempt)
 
-    def flow_outcome(self, flowrun: FlowRun, attempt: int) -> FlowOutcome | None:
+    def flow_outcome(self, flowrun: FlowRunResource, attempt: int) -> FlowOutcome | None:
         """The outcome record of flow attempt ``attempt`` (None: the flow pod wrote none)."""
         meta = flowrun.metadata
         if attempt < 1 or not meta.namespace or not meta.name:
             return None
         return read_flow_outcome(self.store_for(flowrun), meta.namespace, meta.name, attempt)
 
-    def cache_record(self, taskrun: TaskRun) -> CacheRecord | None:
+    def cache_record(self, taskrun: TaskRunResource) -> CacheRecord | None:
         """The cache record under ``spec.cacheKey`` (None: no key, or nothing stored)."""
         key = taskrun.spec.cache_key
         if key is None or taskrun.spec.refresh_cache:

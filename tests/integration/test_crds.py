@@ -12,7 +12,14 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from flowpod._cli.crds import default_output_dir
-from flowpod._contract.resources import GROUP, VERSION, FlowRun, FlowRunSpec, TaskRun, TaskRunSpec
+from flowpod._contract.resources import (
+    GROUP,
+    VERSION,
+    FlowRunResource,
+    FlowRunSpec,
+    TaskRunResource,
+    TaskRunSpec,
+)
 
 from .harness import Cluster
 
@@ -84,13 +91,13 @@ def test_valid_objects_round_trip_through_the_api_server(
     crds: None, kube_api: Any, namespace: str
 ) -> None:
     created = create(kube_api, task_run("add-0", namespace))
-    parsed = TaskRun.from_object(created)
-    assert parsed.spec == TaskRun.from_object(task_run("add-0", namespace)).spec
+    parsed = TaskRunResource.from_object(created)
+    assert parsed.spec == TaskRunResource.from_object(task_run("add-0", namespace)).spec
     assert parsed.metadata.uid and parsed.metadata.generation == 1
     # The schema's defaults were applied by the server.
     assert created["spec"]["refreshCache"] is False
 
-    flow = FlowRun.from_object(create(kube_api, flow_run("etl-1", namespace)))
+    flow = FlowRunResource.from_object(create(kube_api, flow_run("etl-1", namespace)))
     assert flow.spec.parameters == {"n": 3, "tags": ["a", "b"], "options": {"deep": {"x": None}}}
 
 
@@ -208,7 +215,7 @@ def test_status_subresource_keeps_spec_and_status_apart(
     )
     assert updated["spec"]["retries"] == 3 and updated["status"]["state"] == "Completed"
     assert updated["metadata"]["generation"] == 2
-    parsed = TaskRun.from_object(updated)
+    parsed = TaskRunResource.from_object(updated)
     assert parsed.status.result_ref == "runs/x/result"
 
     with pytest.raises(ApiException) as info:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flowpod._contract.records import FlowOutcome
-from flowpod._contract.resources import FlowRun
+from flowpod._contract.resources import FlowRunResource
 from flowpod_operator.decisions import CreatePod, PatchStatus, Requeue
 from flowpod_operator.decisions_flowrun import (
     CancelRun,
@@ -23,7 +23,7 @@ from flowpod_operator.settings import OperatorConfig
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
-def make_flowrun(status: dict[str, Any] | None = None, **spec: Any) -> FlowRun:
+def make_flowrun(status: dict[str, Any] | None = None, **spec: Any) -> FlowRunResource:
     body: dict[str, Any] = {
         "apiVersion": "flowpod.dev/v1alpha1",
         "kind": "FlowRun",
@@ -33,10 +33,10 @@ def make_flowrun(status: dict[str, Any] | None = None, **spec: Any) -> FlowRun:
     }
     if status is not None:
         body["status"] = status
-    return FlowRun.from_object(body)
+    return FlowRunResource.from_object(body)
 
 
-def apply(flowrun: FlowRun, decision: FlowDecision) -> FlowRun:
+def apply(flowrun: FlowRunResource, decision: FlowDecision) -> FlowRunResource:
     """The FlowRun after the decision's status patches (merge patch rules)."""
     body = flowrun.model_dump(mode="json", by_alias=True, exclude_none=True)
     status = dict(body.get("status") or {})
@@ -47,7 +47,7 @@ def apply(flowrun: FlowRun, decision: FlowDecision) -> FlowRun:
             else:
                 status[key] = value
     body["status"] = status
-    return FlowRun.from_object(body)
+    return FlowRunResource.from_object(body)
 
 
 def pod(phase: str, reason: str | None = None, attempt: int = 1) -> dict[str, Any]:
@@ -57,11 +57,11 @@ def pod(phase: str, reason: str | None = None, attempt: int = 1) -> dict[str, An
     return {"metadata": {"name": flow_pod_name("etl", attempt)}, "status": status}
 
 
-def history(flowrun: FlowRun) -> list[str]:
+def history(flowrun: FlowRunResource) -> list[str]:
     return [entry.state.value for entry in flowrun.status.history]
 
 
-def start(**spec: Any) -> FlowRun:
+def start(**spec: Any) -> FlowRunResource:
     flowrun = make_flowrun(**spec)
     decision = decide_flowrun(flowrun, None, None, None, T0)
     assert decision.of(CreatePod) == [CreatePod(1)]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from flowpod import flow, task
-from flowpod._contract.resources import TaskRun as TaskRunObject
+from flowpod._contract.resources import TaskRunResource as TaskRunObject
 from flowpod._contract.retrying import decide_retry
 from flowpod._kube.payloads import read_payload
 from flowpod._storage.stores import CacheStore, LocalResultStore, ResultStore

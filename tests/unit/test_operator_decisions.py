@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from flowpod._contract.records import CacheRecord, Outcome
-from flowpod._contract.resources import TaskRun
+from flowpod._contract.resources import TaskRunResource
 from flowpod._contract.retrying import delay_for_retry, jitter_bounds
 from flowpod._contract.status import format_duration
 from flowpod_operator.decisions import (
@@ -29,7 +29,7 @@ from flowpod_operator.decisions import (
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
-def make_taskrun(status: dict[str, Any] | None = None, **spec: Any) -> TaskRun:
+def make_taskrun(status: dict[str, Any] | None = None, **spec: Any) -> TaskRunResource:
     body: dict[str, Any] = {
         "apiVersion": "flowpod.dev/v1alpha1",
         "kind": "TaskRun",
@@ -40,10 +40,10 @@ def make_taskrun(status: dict[str, Any] | None = None, **spec: Any) -> TaskRun:
     }
     if status is not None:
         body["status"] = status
-    return TaskRun.from_object(body)
+    return TaskRunResource.from_object(body)
 
 
-def apply(taskrun: TaskRun, decision: Decision) -> TaskRun:
+def apply(taskrun: TaskRunResource, decision: Decision) -> TaskRunResource:
     """What the TaskRun looks like after the decision's status patches (merge patch rules)."""
     body = taskrun.model_dump(mode="json", by_alias=True, exclude_none=True)
     status = dict(body.get("status") or {})
@@ -54,7 +54,7 @@ def apply(taskrun: TaskRun, decision: Decision) -> TaskRun:
             else:
                 status[key] = value
     body["status"] = status
-    return TaskRun.from_object(body)
+    return TaskRunResource.from_object(body)
 
 
 def pod(attempt: int, phase: str, *, reason: str | None = None,
@@ -84,13 +84,13 @@ def failed(attempt: int = 1, allowed: bool = True) -> Outcome:
                    exception="ValueError('boom')", retry_allowed=allowed)
 
 
-def start(taskrun: TaskRun, now: datetime = T0) -> TaskRun:
+def start(taskrun: TaskRunResource, now: datetime = T0) -> TaskRunResource:
     decision = decide(taskrun, None, None, None, now)
     assert decision.of(CreatePod) == [CreatePod(1)]
     return apply(taskrun, decision)
 
 
-def running(taskrun: TaskRun, attempt: int = 1) -> TaskRun:
+def running(taskrun: TaskRunResource, attempt: int = 1) -> TaskRunResource:
     return apply(taskrun, decide(taskrun, pod(attempt, "Running"), None, None, T0))
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from flowpod._contract.pod_settings import ImagePullPolicy
-from flowpod._contract.resources import FlowRun, TaskRun
+from flowpod._contract.resources import FlowRunResource, TaskRunResource
 from flowpod_operator.pods import flow_pod_manifest, label_value, pod_manifest, pod_name
 from flowpod_operator.settings import OperatorConfig, PodDefaults, StorageDefaults
 
@@ -20,8 +20,8 @@ CONFIG = OperatorConfig(
 )
 
 
-def taskrun(name: str = "add-abc", **spec: Any) -> TaskRun:
-    return TaskRun.from_object({
+def taskrun(name: str = "add-abc", **spec: Any) -> TaskRunResource:
+    return TaskRunResource.from_object({
         "apiVersion": "flowpod.dev/v1alpha1", "kind": "TaskRun",
         "metadata": {"name": name, "namespace": "ns", "uid": "uid-1"},
         "spec": {"taskName": "add", "taskKey": "k", "runName": "add-0", "payload": "p", **spec},
@@ -210,8 +210,8 @@ def defaults_config(value: Any = POD_DEFAULTS) -> OperatorConfig:
     return OperatorConfig.from_env({"FLOWPOD_OPERATOR_POD_DEFAULTS": json.dumps(value)})
 
 
-def flowrun(**spec: Any) -> FlowRun:
-    return FlowRun.from_object({
+def flowrun(**spec: Any) -> FlowRunResource:
+    return FlowRunResource.from_object({
         "apiVersion": "flowpod.dev/v1alpha1", "kind": "FlowRun",
         "metadata": {"name": "etl", "namespace": "ns", "uid": "uid-2"},
         "spec": {"entrypoint": "pkg.flows:etl", **spec},

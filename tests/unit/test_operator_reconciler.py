@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from flowpod._contract.records import CacheRecord, Outcome
-from flowpod._contract.resources import TaskRun
+from flowpod._contract.resources import TaskRunResource
 from flowpod_operator.handlers import Reconciler
 from flowpod_operator.kube import Conflict
 from flowpod_operator.settings import OperatorConfig, StorageDefaults
@@ -92,10 +92,10 @@ class FakeStores:
         self.outcomes: dict[tuple[str, int], Outcome] = {}
         self.records: dict[str, CacheRecord] = {}
 
-    def outcome(self, taskrun: TaskRun, attempt: int) -> Outcome | None:
+    def outcome(self, taskrun: TaskRunResource, attempt: int) -> Outcome | None:
         return self.outcomes.get((taskrun.metadata.name or "", attempt))
 
-    def cache_record(self, taskrun: TaskRun) -> CacheRecord | None:
+    def cache_record(self, taskrun: TaskRunResource) -> CacheRecord | None:
         return self.records.get(taskrun.spec.cache_key or "")
 
 

@@ -9,9 +9,9 @@ from pydantic import ValidationError
 
 from flowpod._contract.resources import (
     API_VERSION,
-    FlowRun,
+    FlowRunResource,
     FlowRunSpec,
-    TaskRun,
+    TaskRunResource,
     TaskRunSpec,
     from_object,
 )
@@ -83,7 +83,7 @@ def test_task_run_manifest_round_trips() -> None:
     }
     assert "cacheKey" not in wire  # unset optionals are omitted, not sent as null
 
-    parsed = TaskRun.from_object(manifest)
+    parsed = TaskRunResource.from_object(manifest)
     assert parsed.spec == spec
     assert parsed.metadata.name == "add-0"
     assert parsed.status.state is None and parsed.status.history == []
@@ -121,7 +121,7 @@ def test_status_parses_operator_fields_and_ignores_foreign_keys() -> None:
         "kopf": {"progress": {"handler": {"retries": 1}}},
     }
     run = from_object(obj)
-    assert isinstance(run, TaskRun)
+    assert isinstance(run, TaskRunResource)
     assert run.status.state is StateName.AWAITING_RETRY
     assert [h.state for h in run.status.history] == [StateName.PENDING, StateName.FAILED]
     assert run.status.next_retry_at is not None and run.status.next_retry_at.tzinfo is not None
@@ -221,7 +221,7 @@ def test_flow_run_round_trips_free_form_parameters() -> None:
     manifest = spec.to_manifest("etl-1", "jobs")
     assert manifest["spec"]["parameters"] == {"n": 3, "nested": {"a": [1, 2, None]}}
     run = from_object(manifest)
-    assert isinstance(run, FlowRun)
+    assert isinstance(run, FlowRunResource)
     assert run.spec == spec
 
 
@@ -229,7 +229,7 @@ def test_from_object_refuses_other_kinds() -> None:
     with pytest.raises(ValueError, match="not a flowpod object"):
         from_object({"kind": "Pod", "spec": {}})
     with pytest.raises(ValueError, match="expected a TaskRun"):
-        TaskRun.from_object({"kind": "FlowRun", "spec": {}})
+        TaskRunResource.from_object({"kind": "FlowRun", "spec": {}})
 
 
 def test_state_types_follow_prefect() -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flowpod._contract.resources import GROUP, VERSION, FlowRun, TaskRun
+from flowpod._contract.resources import GROUP, VERSION, FlowRunResource, TaskRunResource
 
 __all__ = [
     "HEADER",
@@ -179,7 +179,7 @@ class _Column:
 
 @dataclass(frozen=True)
 class _Kind:
-    model: type[TaskRun] | type[FlowRun]
+    model: type[TaskRunResource] | type[FlowRunResource]
     short_name: str
     columns: tuple[_Column, ...]
 
@@ -191,7 +191,7 @@ _MESSAGE = _Column("Message", "string", ".status.message", "Why the run is here.
 
 _KINDS = (
     _Kind(
-        TaskRun,
+        TaskRunResource,
         "tr",
         (
             _Column("Task", "string", ".spec.taskName", "The task's name."),
@@ -204,7 +204,7 @@ _KINDS = (
         ),
     ),
     _Kind(
-        FlowRun,
+        FlowRunResource,
         "fr",
         (
             _Column("Flow", "string", ".spec.flowName", "The flow's name."),
@@ -219,7 +219,7 @@ _KINDS = (
 )
 
 
-def _object_schema(model: type[TaskRun] | type[FlowRun]) -> dict[str, Any]:
+def _object_schema(model: type[TaskRunResource] | type[FlowRunResource]) -> dict[str, Any]:
     fields = model.model_fields
     spec_model = fields["spec"].annotation
     status_model = fields["status"].annotation

@@ -40,13 +40,13 @@ __all__ = [
     "API_VERSION",
     "GROUP",
     "VERSION",
-    "FlowRun",
+    "FlowRunResource",
     "FlowRunSpec",
     "FlowRunStatus",
     "ObjectMeta",
     "StateTransition",
     "TaskDefaults",
-    "TaskRun",
+    "TaskRunResource",
     "TaskRunCounts",
     "TaskRunSpec",
     "TaskRunStatus",
@@ -296,7 +296,7 @@ class _Object(BaseModel):
 _O = TypeVar("_O", bound=_Object)
 
 
-class TaskRun(_Object):
+class TaskRunResource(_Object):
     """A whole TaskRun object: metadata, spec and status."""
 
     kind_name: ClassVar[str] = "TaskRun"
@@ -307,7 +307,7 @@ class TaskRun(_Object):
     status: TaskRunStatus = Field(default_factory=TaskRunStatus)
 
 
-class FlowRun(_Object):
+class FlowRunResource(_Object):
     """A whole FlowRun object: metadata, spec and status."""
 
     kind_name: ClassVar[str] = "FlowRun"
@@ -318,13 +318,13 @@ class FlowRun(_Object):
     status: FlowRunStatus = Field(default_factory=FlowRunStatus)
 
 
-def from_object(obj: Mapping[str, Any]) -> TaskRun | FlowRun:
+def from_object(obj: Mapping[str, Any]) -> TaskRunResource | FlowRunResource:
     """Parse a TaskRun or FlowRun object, choosing the model by its ``kind``."""
     kind = obj.get("kind")
     if kind == "TaskRun":
-        return TaskRun.from_object(obj)
+        return TaskRunResource.from_object(obj)
     if kind == "FlowRun":
-        return FlowRun.from_object(obj)
+        return FlowRunResource.from_object(obj)
     raise ValueError(f"not a flowpod object: kind {kind!r} (expected TaskRun or FlowRun)")
 
 

@@ -130,10 +130,10 @@ def _failed(store: ResultStore, namespace: str, name: str, attempt: int,
 def run_flow(store: ResultStore, namespace: str, name: str, attempt: int,
              reader: FlowRunReader = read_flowrun) -> FlowOutcome:
     """Run attempt ``attempt`` of FlowRun ``namespace/name`` and write its outcome."""
-    from flowpod._contract.resources import FlowRun
+    from flowpod._contract.resources import FlowRunResource
 
     try:
-        flowrun = FlowRun.from_object(reader(namespace, name))
+        flowrun = FlowRunResource.from_object(reader(namespace, name))
         flow = load_flow(flowrun.spec, store)
         parameters = _validated(flow, flowrun.spec.parameters)
     except FlowLoadError as exc:
