@@ -32,6 +32,7 @@ from flowpod._contract.labels import (
 from flowpod._contract.labels import MAX_NAME as _MAX_NAME
 from flowpod._contract.labels import short_hash as _short_hash
 from flowpod._contract.resources import API_VERSION, FlowRunResource, TaskRunResource
+from flowpod._storage.config import StorageConfig
 from flowpod_operator.settings import OperatorConfig
 
 __all__ = [
@@ -79,27 +80,17 @@ def _storage_env(
 ) -> list[dict[str, Any]]:
     storage = taskrun.spec.storage
     defaults = config.storage
-    if storage is not None:
-        bucket, prefix = storage.bucket, storage.prefix
-        endpoint, region = storage.endpoint, storage.region
-        secret = storage.credentials_secret
-        secret_name = secret.name if secret else defaults.credentials_secret
-        id_key = secret.access_key_id_key if secret else defaults.access_key_id_key
-        key_key = secret.secret_access_key_key if secret else defaults.secret_access_key_key
+    location = StorageConfig.from_spec(storage) if storage is not None else defaults.location
+    secret = storage.credentials_secret if storage is not None else None
+    if secret is not None:
+        secret_name: str | None = secret.name
+        id_key, key_key = secret.access_key_id_key, secret.secret_access_key_key
     else:
-        bucket, prefix = defaults.bucket, defaults.prefix
-        endpoint, region = defaults.endpoint, defaults.region
         secret_name = defaults.credentials_secret
         id_key, key_key = defaults.access_key_id_key, defaults.secret_access_key_key
-    env: list[dict[str, Any]] = []
-    for name, value in (
-        ("FLOWPOD_S3_BUCKET", bucket),
-        ("FLOWPOD_S3_PREFIX", prefix),
-        ("FLOWPOD_S3_ENDPOINT", endpoint),
-        ("FLOWPOD_S3_REGION", region),
-    ):
-        if value:
-            env.append({"name": name, "value": value})
+    env: list[dict[str, Any]] = [
+        {"name": name, "value": value} for name, value in location.to_env().items()
+    ]
     if secret_name:
         for name, key in (("AWS_ACCESS_KEY_ID", id_key), ("AWS_SECRET_ACCESS_KEY", key_key)):
             env.append(

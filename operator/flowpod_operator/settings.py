@@ -69,6 +69,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from flowpod._contract.pod_settings import ImagePullPolicy, ResourceRequirements
+from flowpod._storage.config import StorageConfig
 
 __all__ = [
     "DEFAULT_CREDENTIALS_SECRET",
@@ -160,6 +161,11 @@ class StorageDefaults:
     """Create ``bucket`` at start-up when it does not exist (``FLOWPOD_S3_CREATE_BUCKET``), e.g.
     for a development MinIO; with the operator's own credentials."""
 
+    @property
+    def location(self) -> StorageConfig:
+        """The default storage location, in the one form the code passes around."""
+        return StorageConfig(self.bucket, self.prefix, self.endpoint, self.region)
+
 
 @dataclass(frozen=True)
 class OperatorConfig:
@@ -208,11 +214,12 @@ class OperatorConfig:
                 "FLOWPOD_S3_CREATE_BUCKET is set but FLOWPOD_S3_BUCKET is not: name the bucket "
                 "to create"
             )
+        location = StorageConfig.from_env(env) or StorageConfig("")
         storage = StorageDefaults(
-            bucket=bucket,
-            prefix=env.get("FLOWPOD_S3_PREFIX", ""),
-            endpoint=env.get("FLOWPOD_S3_ENDPOINT") or None,
-            region=env.get("FLOWPOD_S3_REGION") or None,
+            bucket=location.bucket,
+            prefix=location.prefix,
+            endpoint=location.endpoint,
+            region=location.region,
             credentials_secret=secret.strip() or None,
             create_bucket=create_bucket,
         )

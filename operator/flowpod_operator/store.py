@@ -33,7 +33,6 @@ from flowpod_operator.settings import OperatorConfig
 
 __all__ = [
     "BucketOwner",
-    "StorageLocation",
     "StoreRegistry",
     "bucket_backoff",
     "ensure_bucket_until_done",
@@ -42,8 +41,6 @@ __all__ = [
 
 logger = logging.getLogger("flowpod.operator")
 
-StorageLocation = StorageConfig
-"""A store's location: (bucket, prefix, endpoint, region), ``flowpod._storage.StorageConfig``."""
 
 
 def _default_factory(location: StorageConfig) -> S3ResultStore:
@@ -74,7 +71,7 @@ class StoreRegistry:
                 "spec.storage and the operator has no default bucket: set spec.storage.bucket "
                 "or start the operator with FLOWPOD_S3_BUCKET"
             )
-        return StorageConfig.from_spec(defaults)
+        return defaults.location
 
     def store_for(self, taskrun: TaskRunResource | FlowRunResource) -> ResultStore:
         location = self.location(taskrun)

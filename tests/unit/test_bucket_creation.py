@@ -17,10 +17,10 @@ import pytest
 from _engine_support import capture_logs
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from flowpod._storage import StorageConfig
 from flowpod._storage.s3 import S3ResultStore, S3StoreError, S3StoreUnavailable
 from flowpod_operator.settings import OperatorConfig, StorageDefaults
 from flowpod_operator.store import (
-    StorageLocation,
     bucket_backoff,
     ensure_bucket_until_done,
     start_bucket_creator,
@@ -188,9 +188,9 @@ def creating_config(**storage: Any) -> OperatorConfig:
 
 
 def test_no_thread_without_create_bucket() -> None:
-    made: list[StorageLocation] = []
+    made: list[StorageConfig] = []
 
-    def factory(location: StorageLocation) -> FlakyStore:
+    def factory(location: StorageConfig) -> FlakyStore:
         made.append(location)
         return FlakyStore([])
 
@@ -201,11 +201,11 @@ def test_no_thread_without_create_bucket() -> None:
 
 def test_the_thread_retries_in_the_background_without_blocking_the_caller() -> None:
     store = FlakyStore([S3StoreUnavailable("MinIO is still starting")])
-    made: list[StorageLocation] = []
+    made: list[StorageConfig] = []
     sleeping, wake = threading.Event(), threading.Event()
     sleeps: list[float] = []
 
-    def factory(location: StorageLocation) -> FlakyStore:
+    def factory(location: StorageConfig) -> FlakyStore:
         made.append(location)
         return store
 
@@ -227,7 +227,7 @@ def test_the_thread_retries_in_the_background_without_blocking_the_caller() -> N
 
 
 def test_a_store_that_cannot_be_made_is_logged_not_lost() -> None:
-    def factory(location: StorageLocation) -> FlakyStore:
+    def factory(location: StorageConfig) -> FlakyStore:
         raise ValueError("bad bucket name")
 
     with capture_logs() as logs:
