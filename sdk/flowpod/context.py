@@ -16,10 +16,8 @@ from typing import TYPE_CHECKING, Any
 from flowpod.exceptions import MissingContextError
 
 if TYPE_CHECKING:
+    from flowpod._engine.protocols import FlowLike, RunnerLike, TaskLike
     from flowpod._engine.runs import FlowRun, TaskRun
-    from flowpod.flows import Flow
-    from flowpod.task_runners import TaskRunner
-    from flowpod.tasks import Task
 
 __all__ = [
     "FlowRunContext",
@@ -51,9 +49,9 @@ class FlowRunContext:
 
     def __init__(
         self,
-        flow: Flow[Any, Any],
+        flow: FlowLike,
         flow_run: FlowRun,
-        task_runner: TaskRunner,
+        task_runner: RunnerLike,
         log_prints: bool,
         persist_result: bool | None,
     ) -> None:
@@ -88,7 +86,7 @@ class TaskRunContext:
 
     def __init__(
         self,
-        task: Task[Any, Any],
+        task: TaskLike,
         task_run: TaskRun,
         parameters: dict[str, Any],
         log_prints: bool,

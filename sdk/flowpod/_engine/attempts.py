@@ -33,7 +33,7 @@ from flowpod.states import (
 )
 
 if TYPE_CHECKING:
-    from flowpod.tasks import Task
+    from flowpod._engine.protocols import TaskLike
 
 __all__ = [
     "FAILED_MESSAGE",
@@ -82,7 +82,7 @@ def exc_info_of(exc: Any) -> Any:
 # -- calling the function -----------------------------------------------------------------------
 
 
-def timeout_error(task: Task[Any, Any]) -> Callable[[], BaseException]:
+def timeout_error(task: TaskLike) -> Callable[[], BaseException]:
     """A factory of the TaskRunTimeoutError raised when ``task`` overruns its timeout."""
     seconds = task.timeout_seconds
 
@@ -92,7 +92,7 @@ def timeout_error(task: Task[Any, Any]) -> Callable[[], BaseException]:
     return make
 
 
-def _call_fn(task: Task[Any, Any], params: dict[str, Any]) -> Any:
+def _call_fn(task: TaskLike, params: dict[str, Any]) -> Any:
     args, kwargs = task._spec.to_call(params)
     value = task.fn(*args, **kwargs)
     if type(value) is types.GeneratorType:
@@ -115,7 +115,7 @@ def failure_state(exc: BaseException) -> State[Any]:
 
 
 def run_attempt_sync(
-    task: Task[Any, Any],
+    task: TaskLike,
     task_run: TaskRun,
     parameters: dict[str, Any],
     *,
@@ -151,7 +151,7 @@ def run_attempt_sync(
         _task_run_var.reset(token)
 
 
-def _invoke_sync(task: Task[Any, Any], params: dict[str, Any]) -> Any:
+def _invoke_sync(task: TaskLike, params: dict[str, Any]) -> Any:
     if task.timeout_seconds:
         from flowpod._common.timeouts import call_with_timeout
 
@@ -162,7 +162,7 @@ def _invoke_sync(task: Task[Any, Any], params: dict[str, Any]) -> Any:
 
 
 async def run_attempt_async(
-    task: Task[Any, Any],
+    task: TaskLike,
     task_run: TaskRun,
     parameters: dict[str, Any],
     *,
@@ -193,7 +193,7 @@ async def run_attempt_async(
         _task_run_var.reset(token)
 
 
-async def _call_fn_async(task: Task[Any, Any], params: dict[str, Any]) -> Any:
+async def _call_fn_async(task: TaskLike, params: dict[str, Any]) -> Any:
     args, kwargs = task._spec.to_call(params)
     value = task.fn(*args, **kwargs)
     if inspect.isawaitable(value):
@@ -205,7 +205,7 @@ async def _call_fn_async(task: Task[Any, Any], params: dict[str, Any]) -> Any:
     return value
 
 
-async def _invoke_async(task: Task[Any, Any], params: dict[str, Any]) -> Any:
+async def _invoke_async(task: TaskLike, params: dict[str, Any]) -> Any:
     if task.timeout_seconds:
         from flowpod._common.timeouts import await_with_timeout
 

@@ -35,7 +35,7 @@ from flowpod.states import (
 )
 
 if TYPE_CHECKING:
-    from flowpod.flows import Flow
+    from flowpod._engine.protocols import FlowLike
 
 __all__ = ["run_flow_async", "run_flow_attempt_async", "run_flow_attempt_sync", "run_flow_sync"]
 
@@ -59,7 +59,7 @@ def _flog(flow_run: FlowRun, level: int, msg: str, *args: Any, exc_info: Any = N
 # -- the run record -----------------------------------------------------------------------------
 
 
-def _new_flow_run(flow: Flow[Any, Any], parameters: dict[str, Any]) -> FlowRun:
+def _new_flow_run(flow: FlowLike, parameters: dict[str, Any]) -> FlowRun:
     from flowpod._common.names import generate_slug
 
     parent_flow = _flow_run_var.get()
@@ -76,7 +76,7 @@ def _new_flow_run(flow: Flow[Any, Any], parameters: dict[str, Any]) -> FlowRun:
     return flow_run
 
 
-def _apply_run_name(flow: Flow[Any, Any], flow_run: FlowRun, params: dict[str, Any]) -> None:
+def _apply_run_name(flow: FlowLike, flow_run: FlowRun, params: dict[str, Any]) -> None:
     template = flow.flow_run_name
     if template is None:
         return
@@ -100,7 +100,7 @@ def _apply_run_name(flow: Flow[Any, Any], flow_run: FlowRun, params: dict[str, A
     flow_run.name = name
 
 
-def _prepare(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+def _prepare(flow: FlowLike, args: tuple[Any, ...], kwargs: dict[str, Any]
              ) -> tuple[FlowRun, State[Any] | None]:
     """Create the run, validate parameters, name it; a Failed state if either step failed."""
     setup_logging()
@@ -128,7 +128,7 @@ def _prepare(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 # -- one attempt ----------------------------------------------------------------------------------
 
 
-def _timeout_error(flow: Flow[Any, Any]) -> Any:
+def _timeout_error(flow: FlowLike) -> Any:
     seconds = flow.timeout_seconds
 
     def make() -> BaseException:
@@ -160,7 +160,7 @@ def _contains_future(value: Any) -> bool:
     return False
 
 
-def run_flow_attempt_sync(flow: Flow[Any, Any], flow_run: FlowRun, *, retry: bool = False
+def run_flow_attempt_sync(flow: FlowLike, flow_run: FlowRun, *, retry: bool = False
                           ) -> State[Any]:
     """Run one attempt of a sync flow and return its final-or-failed state (not yet recorded)."""
     running = flow_run.set_state(Retrying() if retry else Running())
@@ -201,7 +201,7 @@ def _final_state(ctx: FlowRunContext, value: Any) -> State[Any]:
     return return_value_to_state(value)
 
 
-async def run_flow_attempt_async(flow: Flow[Any, Any], flow_run: FlowRun, *, retry: bool = False
+async def run_flow_attempt_async(flow: FlowLike, flow_run: FlowRun, *, retry: bool = False
                                  ) -> State[Any]:
     """The async counterpart of ``run_flow_attempt_sync``."""
     import asyncio
@@ -277,7 +277,7 @@ async def _run_hooks_async(hooks: list[Any], flow: Any, flow_run: FlowRun, state
             _flog(flow_run, _INFO, "Hook %r finished running successfully", name)
 
 
-def _final_hooks(flow: Flow[Any, Any], state: State[Any]) -> list[Any]:
+def _final_hooks(flow: FlowLike, state: State[Any]) -> list[Any]:
     kind = state.type
     if kind is StateType.COMPLETED:
         return flow.on_completion
@@ -293,7 +293,7 @@ def _final_hooks(flow: Flow[Any, Any], state: State[Any]) -> list[Any]:
 # -- retries and the lifecycle ------------------------------------------------------------------
 
 
-def _retry_delay(flow: Flow[Any, Any], flow_run: FlowRun, failed: State[Any]) -> float | None:
+def _retry_delay(flow: FlowLike, flow_run: FlowRun, failed: State[Any]) -> float | None:
     """The delay before the next attempt, or None when the failed run is final."""
     from flowpod._contract.retrying import decide_retry, resolve_delays
 
@@ -333,7 +333,7 @@ def _outcome(state: State[Any], return_state: bool) -> Any:
     return state.result()
 
 
-def run_flow_sync(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+def run_flow_sync(flow: FlowLike, args: tuple[Any, ...], kwargs: dict[str, Any],
                   return_state: bool = False) -> Any:
     """Call a sync flow: run it to its final state; return its result (or state)."""
     flow_run, state = _prepare(flow, args, kwargs)
@@ -357,7 +357,7 @@ def run_flow_sync(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str,
     return _outcome(state, return_state)
 
 
-async def run_flow_async(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+async def run_flow_async(flow: FlowLike, args: tuple[Any, ...], kwargs: dict[str, Any],
                          return_state: bool = False) -> Any:
     """Call an async flow (the coroutine the call returns)."""
     import asyncio

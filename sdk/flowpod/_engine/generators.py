@@ -30,13 +30,13 @@ from flowpod.logging import printing_to, setup_logging, task_run_logger
 from flowpod.states import Completed, NotReady, Running, State
 
 if TYPE_CHECKING:
-    from flowpod.tasks import Task
+    from flowpod._engine.protocols import TaskLike
 
 __all__ = ["call_async_generator", "call_generator"]
 
 
 def call_generator(
-    task: Task[Any, Any], parameters: dict[str, Any], wait_for: Any, return_state: bool
+    task: TaskLike, parameters: dict[str, Any], wait_for: Any, return_state: bool
 ) -> Generator[Any, Any, Any]:
     """A direct call of a sync generator task: a generator that drives the run lazily."""
     flow_ctx = _flow_run_var.get()
@@ -48,7 +48,7 @@ def call_generator(
 
 
 def _generator_run(
-    task: Task[Any, Any],
+    task: TaskLike,
     task_run: TaskRun,
     parameters: dict[str, Any],
     wait_for: Any,
@@ -115,7 +115,7 @@ def _generator_run(
 
 
 def call_async_generator(
-    task: Task[Any, Any], parameters: dict[str, Any], wait_for: Any, return_state: bool
+    task: TaskLike, parameters: dict[str, Any], wait_for: Any, return_state: bool
 ) -> AsyncGenerator[Any, Any]:
     """A direct call of an async generator task: an async generator that drives the run."""
     flow_ctx = _flow_run_var.get()
@@ -127,7 +127,7 @@ def call_async_generator(
 
 
 async def _async_generator_run(
-    task: Task[Any, Any],
+    task: TaskLike,
     task_run: TaskRun,
     parameters: dict[str, Any],
     wait_for: Any,

@@ -50,8 +50,8 @@ from flowpod.states import (
 
 if TYPE_CHECKING:
     from flowpod._contract.retrying import RetryDecision
+    from flowpod._engine.protocols import TaskLike
     from flowpod._storage.stores import CacheStore
-    from flowpod.tasks import Task
 
 __all__ = [
     "Submission",
@@ -91,7 +91,7 @@ def _flog(flow_ctx: FlowRunContext, level: int, msg: str, *args: Any) -> None:
 
 
 def new_task_run(
-    task: Task[Any, Any],
+    task: TaskLike,
     parameters: dict[str, Any],
     flow_ctx: FlowRunContext | None,
     parent: TaskRunContext | None,
@@ -112,7 +112,7 @@ def new_task_run(
     return task_run
 
 
-def apply_run_name(task: Task[Any, Any], task_run: TaskRun, params: dict[str, Any]) -> None:
+def apply_run_name(task: TaskLike, task_run: TaskRun, params: dict[str, Any]) -> None:
     """Resolve ``task_run_name`` once per run (retries keep the name)."""
     template = task.task_run_name
     if template is None:
@@ -146,7 +146,7 @@ def apply_run_name(task: Task[Any, Any], task_run: TaskRun, params: dict[str, An
 
 
 def effective_log_prints(
-    task: Task[Any, Any], flow_ctx: FlowRunContext | None, parent: TaskRunContext | None
+    task: TaskLike, flow_ctx: FlowRunContext | None, parent: TaskRunContext | None
 ) -> bool:
     if task.log_prints is not None:
         return task.log_prints
@@ -158,7 +158,7 @@ def effective_log_prints(
 # -- retries ------------------------------------------------------------------------------------
 
 
-def _retries(task: Task[Any, Any]) -> int:
+def _retries(task: TaskLike) -> int:
     if task.retries is not None:
         return task.retries
     from flowpod._common.settings import get_settings
@@ -166,7 +166,7 @@ def _retries(task: Task[Any, Any]) -> int:
     return get_settings().task_default_retries
 
 
-def _delays(task: Task[Any, Any], retries: int) -> list[float]:
+def _delays(task: TaskLike, retries: int) -> list[float]:
     from flowpod._contract.retrying import resolve_delays
 
     spec = task.retry_delay_seconds
@@ -177,13 +177,13 @@ def _delays(task: Task[Any, Any], retries: int) -> list[float]:
     return resolve_delays(spec, retries)
 
 
-def _condition_failed(task_run: TaskRun, task: Task[Any, Any]) -> bool:
+def _condition_failed(task_run: TaskRun, task: TaskLike) -> bool:
     tlog(task_run, _ERROR, CONDITION_ERROR_LOG, task.name, exc_info=True)
     return False
 
 
 def _decide(
-    task: Task[Any, Any], task_run: TaskRun, state: State[Any], retries: int, allows: bool
+    task: TaskLike, task_run: TaskRun, state: State[Any], retries: int, allows: bool
 ) -> RetryDecision:
     """Decide whether a failed attempt is retried; log why; record AwaitingRetry if it is."""
     from flowpod._contract.retrying import decide_retry
@@ -202,7 +202,7 @@ def _decide(
     return decision
 
 
-def _attempts_sync(task: Task[Any, Any], task_run: TaskRun, params: dict[str, Any],
+def _attempts_sync(task: TaskLike, task_run: TaskRun, params: dict[str, Any],
                    log_prints: bool) -> State[Any]:
     retries = -1  # read from the task (or the settings) only once an attempt failed
     retry = False
@@ -231,7 +231,7 @@ def _attempts_sync(task: Task[Any, Any], task_run: TaskRun, params: dict[str, An
         retry = True
 
 
-async def _attempts_async(task: Task[Any, Any], task_run: TaskRun, params: dict[str, Any],
+async def _attempts_async(task: TaskLike, task_run: TaskRun, params: dict[str, Any],
                           log_prints: bool) -> State[Any]:
     import asyncio
 
@@ -263,7 +263,7 @@ async def _attempts_async(task: Task[Any, Any], task_run: TaskRun, params: dict[
 
 
 def compute_cache_key(
-    task: Task[Any, Any],
+    task: TaskLike,
     task_run: TaskRun,
     params: dict[str, Any],
     flow_ctx: FlowRunContext | None,
@@ -306,7 +306,7 @@ def compute_cache_key(
 
 
 def _cache_plan(
-    task: Task[Any, Any],
+    task: TaskLike,
     task_run: TaskRun,
     params: dict[str, Any],
     flow_ctx: FlowRunContext | None,
@@ -333,7 +333,7 @@ def _lookup(task_run: TaskRun, store: CacheStore, key: str) -> State[Any] | None
     return state
 
 
-def _serializer(task: Task[Any, Any]) -> str:
+def _serializer(task: TaskLike) -> str:
     if task.result_serializer is not None:
         return task.result_serializer
     flow_ctx = _flow_run_var.get()
@@ -342,7 +342,7 @@ def _serializer(task: Task[Any, Any]) -> str:
     return "pickle"
 
 
-def _commit(task: Task[Any, Any], store: CacheStore, key: str, state: State[Any]) -> State[Any]:
+def _commit(task: TaskLike, store: CacheStore, key: str, state: State[Any]) -> State[Any]:
     try:
         store.commit(
             key,
@@ -360,7 +360,7 @@ def _commit(task: Task[Any, Any], store: CacheStore, key: str, state: State[Any]
 # -- finishing ----------------------------------------------------------------------------------
 
 
-def finalize_sync(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> State[Any]:
+def finalize_sync(task: TaskLike, task_run: TaskRun, state: State[Any]) -> State[Any]:
     task_run.set_state(state)
     if state.type is StateType.COMPLETED:
         if task.on_completion:
@@ -373,7 +373,7 @@ def finalize_sync(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) ->
     return state
 
 
-async def finalize_async(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> State[Any]:
+async def finalize_async(task: TaskLike, task_run: TaskRun, state: State[Any]) -> State[Any]:
     task_run.set_state(state)
     if state.type is StateType.COMPLETED:
         if task.on_completion:
@@ -413,7 +413,7 @@ def _outcome(state: State[Any], return_state: bool) -> Any:
     return state.result()
 
 
-def announce_run(flow_ctx: FlowRunContext | None, task: Task[Any, Any], task_run: TaskRun,
+def announce_run(flow_ctx: FlowRunContext | None, task: TaskLike, task_run: TaskRun,
               submitted: bool) -> None:
     if flow_ctx is None or not FLOW_LOGGER.isEnabledFor(_INFO):
         return
@@ -428,7 +428,7 @@ def announce_run(flow_ctx: FlowRunContext | None, task: Task[Any, Any], task_run
 
 
 def _drive_sync(
-    task: Task[Any, Any],
+    task: TaskLike,
     task_run: TaskRun,
     parameters: dict[str, Any],
     wait_for: Any,
@@ -467,7 +467,7 @@ def _drive_sync(
 
 
 async def _drive_async(
-    task: Task[Any, Any],
+    task: TaskLike,
     task_run: TaskRun,
     parameters: dict[str, Any],
     wait_for: Any,
@@ -561,7 +561,7 @@ class _LockHolder:
 
 
 def call_sync(
-    task: Task[Any, Any], parameters: dict[str, Any], wait_for: Any, return_state: bool
+    task: TaskLike, parameters: dict[str, Any], wait_for: Any, return_state: bool
 ) -> Any:
     """A direct call of a sync task: run it inline, return its result (or state)."""
     flow_ctx = _flow_run_var.get()
@@ -574,7 +574,7 @@ def call_sync(
 
 
 async def call_async(
-    task: Task[Any, Any], parameters: dict[str, Any], wait_for: Any, return_state: bool
+    task: TaskLike, parameters: dict[str, Any], wait_for: Any, return_state: bool
 ) -> Any:
     """A direct call of an async task (the coroutine the call returns)."""
     flow_ctx = _flow_run_var.get()
@@ -591,10 +591,12 @@ class Submission:
 
     __slots__ = ("task", "task_run", "parameters", "wait_for", "flow_ctx", "parent", "named")
 
-    def __init__(self, task: Task[Any, Any], task_run: TaskRun, parameters: dict[str, Any],
+    def __init__(self, task: TaskLike, task_run: TaskRun, parameters: dict[str, Any],
                  wait_for: Any, flow_ctx: FlowRunContext | None,
                  parent: TaskRunContext | None) -> None:
-        self.task = task
+        # Any, not TaskLike: a task runner reads it back as the ``flowpod.tasks.Task`` it
+        # submitted (the Kubernetes runner pickles it), a type the engine cannot name.
+        self.task: Any = task
         self.task_run = task_run
         self.parameters = parameters
         self.wait_for = wait_for
@@ -604,7 +606,7 @@ class Submission:
 
 
 def prepare_submission(
-    task: Task[Any, Any], parameters: dict[str, Any], wait_for: Any
+    task: TaskLike, parameters: dict[str, Any], wait_for: Any
 ) -> Submission:
     """Create the task run of a ``.submit()`` (Pending, named, announced)."""
     flow_ctx = _flow_run_var.get()
