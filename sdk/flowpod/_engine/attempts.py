@@ -1,12 +1,12 @@
-"""One attempt of a task run: the piece every place that runs tasks shares.
+"""One attempt of a task run, and hooks: the pieces every place that runs tasks shares.
 
-``run_attempt_sync`` / ``run_attempt_async`` append the Running (or Retrying) state, call the
-on_running hooks, install the task-run context (``flowpod.runtime``, ``get_run_logger``) and
-log_prints, apply the timeout, and turn the function's return value or exception into a Completed,
-Failed, TimedOut or Crashed state, which they return without recording it: recording, retries and
-caching belong to the caller (the local driver in ``flowpod._engine.task_engine``; in a task pod,
-the
-operator). Hooks and the engine's log helper live here too, since both layers use them.
+``attempt_steps`` (driven by ``run_attempt_sync`` / ``run_attempt_async``) appends the Running (or
+Retrying) state, calls the on_running hooks, installs the task-run context (``flowpod.runtime``,
+``get_run_logger``) and log_prints, applies the timeout, and turns the function's return value or
+exception into a Completed, Failed, TimedOut or Crashed state, which it returns without recording
+it: recording, retries and caching belong to the caller (``flowpod._engine.task_engine`` here; in a
+task pod, the operator). Only ``Invoke``, the call of the function itself, differs between a sync
+and an async run. Hooks and the engine's log helper live here too, since both layers use them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from flowpod._engine.effects import Effect, Steps, Wait, run_async, run_sync
 from flowpod._engine.runs import TaskRun
 from flowpod.context import TaskRunContext, _task_run_var
 from flowpod.exceptions import TaskRunTimeoutError
@@ -37,10 +38,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FAILED_MESSAGE",
+    "Invoke",
+    "attempt_steps",
     "exc_info_of",
     "failure_state",
     "run_attempt_async",
     "run_attempt_sync",
+    "hook_steps",
     "run_hooks_async",
     "run_hooks_sync",
     "timeout_error",
@@ -114,15 +118,45 @@ def failure_state(exc: BaseException) -> State[Any]:
     )
 
 
-def run_attempt_sync(
+class Invoke(Effect):
+    """Call the task's function with the timeout applied: called in a sync run, awaited (on this
+    loop) in an async one."""
+
+    __slots__ = ("task", "params")
+
+    def __init__(self, task: TaskLike, params: dict[str, Any]) -> None:
+        self.task = task
+        self.params = params
+
+    def run_sync(self) -> Any:
+        task, params = self.task, self.params
+        if task.timeout_seconds:
+            from flowpod._common.timeouts import call_with_timeout
+
+            return call_with_timeout(
+                lambda: _call_fn(task, params), task.timeout_seconds, timeout_error(task)
+            )
+        return _call_fn(task, params)
+
+    async def run_async(self) -> Any:
+        task, params = self.task, self.params
+        if task.timeout_seconds:
+            from flowpod._common.timeouts import await_with_timeout
+
+            return await await_with_timeout(
+                _call_fn_async(task, params), task.timeout_seconds, timeout_error(task)
+            )
+        return await _call_fn_async(task, params)
+
+
+def attempt_steps(
     task: TaskLike,
     task_run: TaskRun,
     parameters: dict[str, Any],
-    *,
     log_prints: bool = False,
     retry: bool = False,
-) -> State[Any]:
-    """Run one attempt of a sync task run and return its Completed or failed state.
+) -> Steps[State[Any]]:
+    """One attempt of a task run, returning its Completed or failed state.
 
     Appends the Running (``retry``: Retrying) state to the run, calls the on_running hooks, and
     runs the function with the task-run context, log_prints and the timeout applied. Never raises
@@ -130,7 +164,7 @@ def run_attempt_sync(
     """
     running = task_run.set_state(Retrying() if retry else Running())
     if task.on_running:
-        run_hooks_sync(task.on_running, task, task_run, running)
+        yield from hook_steps(task.on_running, task, task_run, running, tlog)
     token = _task_run_var.set(
         TaskRunContext(task, task_run, parameters, log_prints, task.persist_result)
     )
@@ -138,9 +172,9 @@ def run_attempt_sync(
         if log_prints or printing_active():
             # Off for this task but on in the enclosing run: print normally again.
             with printing_to(task_run_logger(task_run) if log_prints else None):
-                value = _invoke_sync(task, parameters)
+                value = yield Invoke(task, parameters)
         else:
-            value = _invoke_sync(task, parameters)
+            value = yield Invoke(task, parameters)
         if isinstance(value, State):
             # A task may set its own final state by returning one (e.g. Failed(message=...)).
             return value.copy()
@@ -151,14 +185,16 @@ def run_attempt_sync(
         _task_run_var.reset(token)
 
 
-def _invoke_sync(task: TaskLike, params: dict[str, Any]) -> Any:
-    if task.timeout_seconds:
-        from flowpod._common.timeouts import call_with_timeout
-
-        return call_with_timeout(
-            lambda: _call_fn(task, params), task.timeout_seconds, timeout_error(task)
-        )
-    return _call_fn(task, params)
+def run_attempt_sync(
+    task: TaskLike,
+    task_run: TaskRun,
+    parameters: dict[str, Any],
+    *,
+    log_prints: bool = False,
+    retry: bool = False,
+) -> State[Any]:
+    """One attempt of a sync task run (``attempt_steps``, called)."""
+    return run_sync(attempt_steps(task, task_run, parameters, log_prints, retry))
 
 
 async def run_attempt_async(
@@ -169,28 +205,8 @@ async def run_attempt_async(
     log_prints: bool = False,
     retry: bool = False,
 ) -> State[Any]:
-    """The async counterpart of ``run_attempt_sync`` (the function is awaited on this loop)."""
-    running = task_run.set_state(Retrying() if retry else Running())
-    if task.on_running:
-        await run_hooks_async(task.on_running, task, task_run, running)
-    token = _task_run_var.set(
-        TaskRunContext(task, task_run, parameters, log_prints, task.persist_result)
-    )
-    try:
-        if log_prints or printing_active():
-            # Off for this task but on in the enclosing run: print normally again.
-            with printing_to(task_run_logger(task_run) if log_prints else None):
-                value = await _invoke_async(task, parameters)
-        else:
-            value = await _invoke_async(task, parameters)
-        if isinstance(value, State):
-            # A task may set its own final state by returning one (e.g. Failed(message=...)).
-            return value.copy()
-        return Completed(data=value)
-    except BaseException as exc:  # noqa: BLE001
-        return failure_state(exc)
-    finally:
-        _task_run_var.reset(token)
+    """One attempt of an async task run (``attempt_steps``, awaited on this loop)."""
+    return await run_async(attempt_steps(task, task_run, parameters, log_prints, retry))
 
 
 async def _call_fn_async(task: TaskLike, params: dict[str, Any]) -> Any:
@@ -205,16 +221,6 @@ async def _call_fn_async(task: TaskLike, params: dict[str, Any]) -> Any:
     return value
 
 
-async def _invoke_async(task: TaskLike, params: dict[str, Any]) -> Any:
-    if task.timeout_seconds:
-        from flowpod._common.timeouts import await_with_timeout
-
-        return await await_with_timeout(
-            _call_fn_async(task, params), task.timeout_seconds, timeout_error(task)
-        )
-    return await _call_fn_async(task, params)
-
-
 # -- hooks --------------------------------------------------------------------------------------
 
 
@@ -222,35 +228,29 @@ def _hook_name(hook: Any) -> str:
     return getattr(hook, "__name__", None) or repr(hook)
 
 
-def run_hooks_sync(hooks: list[Any], task: Any, task_run: TaskRun, state: State[Any]) -> None:
-    from flowpod._common.asyncutils import run_coro_sync
-
+def hook_steps(
+    hooks: list[Any], owner: Any, run: Any, state: State[Any], log: Callable[..., None]
+) -> Steps[None]:
+    """Call each hook with (task or flow, run, state); an async hook is awaited. A hook that
+    raises is logged (through ``log``, the run's labelled logger) and the next one still runs."""
     for hook in hooks:
         name = _hook_name(hook)
-        tlog(task_run, _INFO, "Running hook %r in response to entering state %r", name, state.name)
+        log(run, _INFO, "Running hook %r in response to entering state %r", name, state.name)
         try:
-            outcome = hook(task, task_run, state)
-            if inspect.iscoroutine(outcome):
-                run_coro_sync(outcome)
+            yield Wait(hook(owner, run, state))
         except Exception:
-            tlog(task_run, _ERROR, "An error was encountered while running hook %r", name,
-                  exc_info=True)
+            log(run, _ERROR, "An error was encountered while running hook %r", name, exc_info=True)
         else:
-            tlog(task_run, _INFO, "Hook %r finished running successfully", name)
+            log(run, _INFO, "Hook %r finished running successfully", name)
+
+
+def run_hooks_sync(hooks: list[Any], task: Any, task_run: TaskRun, state: State[Any]) -> None:
+    """A task's hooks, called (the task pods use this)."""
+    run_sync(hook_steps(hooks, task, task_run, state, tlog))
 
 
 async def run_hooks_async(
     hooks: list[Any], task: Any, task_run: TaskRun, state: State[Any]
 ) -> None:
-    for hook in hooks:
-        name = _hook_name(hook)
-        tlog(task_run, _INFO, "Running hook %r in response to entering state %r", name, state.name)
-        try:
-            outcome = hook(task, task_run, state)
-            if inspect.isawaitable(outcome):
-                await outcome
-        except Exception:
-            tlog(task_run, _ERROR, "An error was encountered while running hook %r", name,
-                  exc_info=True)
-        else:
-            tlog(task_run, _INFO, "Hook %r finished running successfully", name)
+    """A task's hooks, awaited."""
+    await run_async(hook_steps(hooks, task, task_run, state, tlog))

@@ -14,14 +14,14 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from flowpod._engine.attempts import failure_state, run_hooks_async, run_hooks_sync, timeout_error
+from flowpod._engine.effects import run_async, run_sync
 from flowpod._engine.inputs import needs_waiting, resolve_inputs
 from flowpod._engine.runs import TaskRun
 from flowpod._engine.task_engine import (
     announce_run,
     apply_run_name,
     effective_log_prints,
-    finalize_async,
-    finalize_sync,
+    finalize_steps,
     new_task_run,
 )
 from flowpod.context import FlowRunContext, TaskRunContext, _flow_run_var, _task_run_var
@@ -59,7 +59,7 @@ def _generator_run(
         params = resolve_inputs(parameters, wait_for)
     except UpstreamTaskError as exc:
         announce_run(flow_ctx, task, task_run, False)
-        finalize_sync(task, task_run, NotReady(message=str(exc), data=exc))
+        run_sync(finalize_steps(task, task_run, NotReady(message=str(exc), data=exc)))
         raise
     task_run.parameters = params
     log_prints = effective_log_prints(task, flow_ctx, parent)
@@ -111,7 +111,7 @@ def _generator_run(
     finally:
         if final is None:
             final = Completed()
-        finalize_sync(task, task_run, final)
+        run_sync(finalize_steps(task, task_run, final))
 
 
 def call_async_generator(
@@ -143,7 +143,7 @@ async def _async_generator_run(
             params = parameters
     except UpstreamTaskError as exc:
         announce_run(flow_ctx, task, task_run, False)
-        await finalize_async(task, task_run, NotReady(message=str(exc), data=exc))
+        await run_async(finalize_steps(task, task_run, NotReady(message=str(exc), data=exc)))
         raise
     task_run.parameters = params
     log_prints = effective_log_prints(task, flow_ctx, parent)
@@ -192,4 +192,4 @@ async def _async_generator_run(
     finally:
         if final is None:
             final = Completed()
-        await finalize_async(task, task_run, final)
+        await run_async(finalize_steps(task, task_run, final))
