@@ -1,10 +1,11 @@
 """The flow-run engine: from calling a flow to its final state.
 
-Like the task engine it separates one attempt (``run_flow_attempt_sync`` / ``_async``: Running or
-Retrying, on_running hooks, the flow-run context with a fresh task runner, log_prints, the timeout,
-the return value turned into a state by ``flowpod.states.return_value_to_state``) from the lifecycle
-(parameter validation, the run name, retries, final hooks, log lines). The flow-runner pod on
-Kubernetes reuses the attempt with another task runner.
+Written once, as steps (``flowpod._engine.effects``) that a sync flow's call drives by calling and
+an async flow's by awaiting. It separates one attempt (``flow_attempt_steps``: Running or Retrying,
+on_running hooks, the flow-run context with a fresh task runner, log_prints, the timeout, the return
+value turned into a state by ``flowpod.states.return_value_to_state``) from the lifecycle (parameter
+validation, the run name, retries, final hooks, log lines). The flow-runner pod on Kubernetes
+reuses the attempt with another task runner.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from flowpod._engine.attempts import hook_steps
+from flowpod._engine.effects import Blocking, Effect, Sleep, Steps, run_async, run_sync
 from flowpod._engine.runs import FlowRun
 from flowpod.context import FlowRunContext, _flow_run_var, _tags_var, _task_run_var
 from flowpod.exceptions import FlowRunTimeoutError
@@ -160,12 +163,43 @@ def _contains_future(value: Any) -> bool:
     return False
 
 
-def run_flow_attempt_sync(flow: FlowLike, flow_run: FlowRun, *, retry: bool = False
-                          ) -> State[Any]:
-    """Run one attempt of a sync flow and return its final-or-failed state (not yet recorded)."""
+class InvokeFlow(Effect):
+    """Call the flow's function with its timeout: called in a sync run, awaited in an async one."""
+
+    __slots__ = ("flow", "args", "kwargs")
+
+    def __init__(self, flow: FlowLike, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.flow = flow
+        self.args = args
+        self.kwargs = kwargs
+
+    def run_sync(self) -> Any:
+        flow, args, kwargs = self.flow, self.args, self.kwargs
+        if flow.timeout_seconds:
+            from flowpod._common.timeouts import call_with_timeout
+
+            return call_with_timeout(
+                lambda: flow.fn(*args, **kwargs), flow.timeout_seconds, _timeout_error(flow)
+            )
+        return flow.fn(*args, **kwargs)
+
+    async def run_async(self) -> Any:
+        flow, args, kwargs = self.flow, self.args, self.kwargs
+        if flow.timeout_seconds:
+            from flowpod._common.timeouts import await_with_timeout
+
+            return await await_with_timeout(
+                flow.fn(*args, **kwargs), flow.timeout_seconds, _timeout_error(flow)
+            )
+        return await flow.fn(*args, **kwargs)
+
+
+def flow_attempt_steps(flow: FlowLike, flow_run: FlowRun, retry: bool = False
+                       ) -> Steps[State[Any]]:
+    """One attempt of a flow run; its final-or-failed state (not yet recorded)."""
     running = flow_run.set_state(Retrying() if retry else Running())
     if flow.on_running:
-        _run_hooks_sync(flow.on_running, flow, flow_run, running)
+        yield from hook_steps(flow.on_running, flow, flow_run, running, _flog)
     runner = flow.task_runner.duplicate()
     log_prints = bool(flow.log_prints)
     ctx = FlowRunContext(flow, flow_run, runner, log_prints, flow.persist_result)
@@ -173,23 +207,35 @@ def run_flow_attempt_sync(flow: FlowLike, flow_run: FlowRun, *, retry: bool = Fa
     task_token = _task_run_var.set(None)
     args, kwargs = flow._spec.to_call(flow_run.parameters)
     try:
-        with runner, printing_to(flow_run_logger(flow_run) if log_prints else None):
-            if flow.timeout_seconds:
-                from flowpod._common.timeouts import call_with_timeout
-
-                value = call_with_timeout(
-                    lambda: flow.fn(*args, **kwargs), flow.timeout_seconds, _timeout_error(flow)
-                )
-            else:
-                value = flow.fn(*args, **kwargs)
-            if _contains_future(value):
-                value = resolve_futures_to_states(value)
+        with printing_to(flow_run_logger(flow_run) if log_prints else None):
+            runner.__enter__()
+            try:
+                value = yield InvokeFlow(flow, args, kwargs)
+                if _contains_future(value):
+                    value = yield Blocking(resolve_futures_to_states, value)
+            except BaseException as exc:
+                runner.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            # Waiting for the runner's task runs blocks: an async flow does it off the loop.
+            yield Blocking(runner.__exit__, None, None, None)
         return _final_state(ctx, value)
     except BaseException as exc:  # noqa: BLE001 - every outcome becomes a state
         return _state_from_exception(flow_run, exc)
     finally:
         _task_run_var.reset(task_token)
         _flow_run_var.reset(flow_token)
+
+
+def run_flow_attempt_sync(flow: FlowLike, flow_run: FlowRun, *, retry: bool = False
+                          ) -> State[Any]:
+    """One attempt of a sync flow (``flow_attempt_steps``, called)."""
+    return run_sync(flow_attempt_steps(flow, flow_run, retry))
+
+
+async def run_flow_attempt_async(flow: FlowLike, flow_run: FlowRun, *, retry: bool = False
+                                 ) -> State[Any]:
+    """One attempt of an async flow (``flow_attempt_steps``, awaited)."""
+    return await run_async(flow_attempt_steps(flow, flow_run, retry))
 
 
 def _final_state(ctx: FlowRunContext, value: Any) -> State[Any]:
@@ -201,80 +247,7 @@ def _final_state(ctx: FlowRunContext, value: Any) -> State[Any]:
     return return_value_to_state(value)
 
 
-async def run_flow_attempt_async(flow: FlowLike, flow_run: FlowRun, *, retry: bool = False
-                                 ) -> State[Any]:
-    """The async counterpart of ``run_flow_attempt_sync``."""
-    import asyncio
-
-    running = flow_run.set_state(Retrying() if retry else Running())
-    if flow.on_running:
-        await _run_hooks_async(flow.on_running, flow, flow_run, running)
-    runner = flow.task_runner.duplicate()
-    log_prints = bool(flow.log_prints)
-    ctx = FlowRunContext(flow, flow_run, runner, log_prints, flow.persist_result)
-    flow_token = _flow_run_var.set(ctx)
-    task_token = _task_run_var.set(None)
-    args, kwargs = flow._spec.to_call(flow_run.parameters)
-    try:
-        with printing_to(flow_run_logger(flow_run) if log_prints else None):
-            try:
-                if flow.timeout_seconds:
-                    from flowpod._common.timeouts import await_with_timeout
-
-                    value = await await_with_timeout(
-                        flow.fn(*args, **kwargs), flow.timeout_seconds, _timeout_error(flow)
-                    )
-                else:
-                    value = await flow.fn(*args, **kwargs)
-                if _contains_future(value):
-                    value = await asyncio.to_thread(resolve_futures_to_states, value)
-            except BaseException as exc:
-                runner.__exit__(type(exc), exc, exc.__traceback__)
-                raise
-            # Waiting for the thread pool blocks: do it off the loop.
-            await asyncio.to_thread(runner.__exit__, None, None, None)
-        return _final_state(ctx, value)
-    except BaseException as exc:  # noqa: BLE001
-        return _state_from_exception(flow_run, exc)
-    finally:
-        _task_run_var.reset(task_token)
-        _flow_run_var.reset(flow_token)
-
-
-# -- hooks ----------------------------------------------------------------------------------------
-
-
-def _run_hooks_sync(hooks: list[Any], flow: Any, flow_run: FlowRun, state: State[Any]) -> None:
-    from flowpod._common.asyncutils import run_coro_sync
-
-    for hook in hooks:
-        name = getattr(hook, "__name__", None) or repr(hook)
-        _flog(flow_run, _INFO, "Running hook %r in response to entering state %r", name, state.name)
-        try:
-            outcome = hook(flow, flow_run, state)
-            if inspect.iscoroutine(outcome):
-                run_coro_sync(outcome)
-        except Exception:
-            _flog(flow_run, _ERROR, "An error was encountered while running hook %r", name,
-                  exc_info=True)
-        else:
-            _flog(flow_run, _INFO, "Hook %r finished running successfully", name)
-
-
-async def _run_hooks_async(hooks: list[Any], flow: Any, flow_run: FlowRun, state: State[Any]
-                           ) -> None:
-    for hook in hooks:
-        name = getattr(hook, "__name__", None) or repr(hook)
-        _flog(flow_run, _INFO, "Running hook %r in response to entering state %r", name, state.name)
-        try:
-            outcome = hook(flow, flow_run, state)
-            if inspect.isawaitable(outcome):
-                await outcome
-        except Exception:
-            _flog(flow_run, _ERROR, "An error was encountered while running hook %r", name,
-                  exc_info=True)
-        else:
-            _flog(flow_run, _INFO, "Hook %r finished running successfully", name)
+# -- hooks and the lifecycle ---------------------------------------------------------------------
 
 
 def _final_hooks(flow: FlowLike, state: State[Any]) -> list[Any]:
@@ -288,9 +261,6 @@ def _final_hooks(flow: FlowLike, state: State[Any]) -> list[Any]:
     if kind is StateType.CANCELLED:
         return flow.on_cancellation
     return []
-
-
-# -- retries and the lifecycle ------------------------------------------------------------------
 
 
 def _retry_delay(flow: FlowLike, flow_run: FlowRun, failed: State[Any]) -> float | None:
@@ -333,50 +303,39 @@ def _outcome(state: State[Any], return_state: bool) -> Any:
     return state.result()
 
 
-def run_flow_sync(flow: FlowLike, args: tuple[Any, ...], kwargs: dict[str, Any],
-                  return_state: bool = False) -> Any:
-    """Call a sync flow: run it to its final state; return its result (or state)."""
-    flow_run, state = _prepare(flow, args, kwargs)
+def flow_run_steps(flow: FlowLike, flow_run: FlowRun, failure: State[Any] | None
+                   ) -> Steps[State[Any]]:
+    """Attempts (with retries) unless preparing the run already failed; then the final state,
+    its hooks and "Finished in state ..."."""
+    state = failure
     if state is None:
         retry = False
         while True:
-            state = run_flow_attempt_sync(flow, flow_run, retry=retry)
+            state = yield from flow_attempt_steps(flow, flow_run, retry)
             if state.type is not StateType.FAILED:
                 break
             delay = _retry_delay(flow, flow_run, state)
             if delay is None:
                 break
-            if delay > 0:
-                time.sleep(delay)
+            yield Sleep(delay)
             retry = True
     flow_run.set_state(state)
     hooks = _final_hooks(flow, state)
     if hooks:
-        _run_hooks_sync(hooks, flow, flow_run, state)
+        yield from hook_steps(hooks, flow, flow_run, state, _flog)
     _log_finished(flow_run, state)
-    return _outcome(state, return_state)
+    return state
+
+
+def run_flow_sync(flow: FlowLike, args: tuple[Any, ...], kwargs: dict[str, Any],
+                  return_state: bool = False) -> Any:
+    """Call a sync flow: run it to its final state; return its result (or state)."""
+    flow_run, failure = _prepare(flow, args, kwargs)
+    return _outcome(run_sync(flow_run_steps(flow, flow_run, failure)), return_state)
 
 
 async def run_flow_async(flow: FlowLike, args: tuple[Any, ...], kwargs: dict[str, Any],
                          return_state: bool = False) -> Any:
     """Call an async flow (the coroutine the call returns)."""
-    import asyncio
-
-    flow_run, state = _prepare(flow, args, kwargs)
-    if state is None:
-        retry = False
-        while True:
-            state = await run_flow_attempt_async(flow, flow_run, retry=retry)
-            if state.type is not StateType.FAILED:
-                break
-            delay = _retry_delay(flow, flow_run, state)
-            if delay is None:
-                break
-            await asyncio.sleep(delay)
-            retry = True
-    flow_run.set_state(state)
-    hooks = _final_hooks(flow, state)
-    if hooks:
-        await _run_hooks_async(hooks, flow, flow_run, state)
-    _log_finished(flow_run, state)
-    return _outcome(state, return_state)
+    flow_run, failure = _prepare(flow, args, kwargs)
+    return _outcome(await run_async(flow_run_steps(flow, flow_run, failure)), return_state)
