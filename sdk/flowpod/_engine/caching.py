@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flowpod._engine.attempts import tlog
@@ -20,11 +21,19 @@ from flowpod.exceptions import SerializationError
 from flowpod.states import Cached, State, exception_to_failed_state
 
 if TYPE_CHECKING:
-    from flowpod._engine.protocols import TaskLike
+    from flowpod._engine.protocols import FlowLike, TaskLike
     from flowpod._engine.runs import TaskRun
     from flowpod._storage.stores import CacheStore
 
-__all__ = ["AcquireLock", "cache_plan", "commit", "compute_cache_key", "lookup", "serializer_of"]
+__all__ = [
+    "AcquireLock",
+    "cache_plan",
+    "cache_store",
+    "commit",
+    "compute_cache_key",
+    "lookup",
+    "serializer_of",
+]
 
 _WARNING = logging.WARNING
 
@@ -84,7 +93,33 @@ def cache_plan(
     if key is None:
         return None
     flow = flow_ctx.flow if flow_ctx is not None else None
-    return task._cache_store(flow), key
+    return cache_store(task, flow), key
+
+
+def cache_store(task: TaskLike, flow: FlowLike | None = None) -> CacheStore:
+    """Where this task's cache records live: its result_storage, else the flow's, else the
+    default store under the flowpod home."""
+    if task.result_storage is None:
+        if flow is not None and flow.result_storage is not None:
+            return _store_for(flow)
+        from flowpod._storage.stores import default_cache_store
+
+        return default_cache_store()
+    return _store_for(task)
+
+
+def _store_for(owner: Any) -> CacheStore:
+    """The CacheStore over ``owner.result_storage`` (a folder path or a ResultStore), memoised
+    in the owner (which drops it when pickled: it holds locks and file descriptors)."""
+    store: CacheStore | None = owner.__dict__.get("_store")
+    if store is None:
+        from flowpod._storage.stores import CacheStore, LocalResultStore
+
+        backend = owner.result_storage
+        if isinstance(backend, str | Path):
+            backend = LocalResultStore(Path(backend))
+        store = owner._store = CacheStore(backend)
+    return store
 
 
 def lookup(task_run: TaskRun, store: CacheStore, key: str) -> State[Any] | None:

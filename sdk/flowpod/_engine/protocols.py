@@ -1,9 +1,10 @@
-"""What the engine needs from a task, a flow and a task runner, as typing ``Protocol``s.
+"""The engine's view of a task, a flow and a task runner.
 
 The engine sits below ``flowpod.tasks``, ``flowpod.flows`` and ``flowpod.task_runners`` (they call
-it), so it must not import them, not even for annotations: it types against these shapes instead.
-``Task``, ``Flow`` and ``TaskRunner`` satisfy them structurally; the run contexts use them too.
-Members are read-only properties so that any attribute of a compatible type satisfies them.
+it), so it must not import them, not even for annotations. ``TaskLike`` and ``FlowLike`` are the
+typed attributes of a task and of a flow: ``Task`` and ``Flow`` inherit them (and set them from
+their options, ``flowpod._engine.options``), the engine and the run contexts are typed against
+them. ``RunnerLike`` is the ``Protocol`` a task runner satisfies.
 """
 
 from __future__ import annotations
@@ -14,64 +15,45 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from flowpod._common.parameters import CallSpec
-    from flowpod._storage.stores import CacheStore
     from flowpod.cache_policies import CachePolicy
     from flowpod.futures import FlowpodFuture, FlowpodFutureList
 
 __all__ = ["FlowLike", "RunnerLike", "TaskLike"]
 
 
-class TaskLike(Protocol):
-    """A task as the engine runs it (``flowpod.tasks.Task``)."""
+class TaskLike:
+    """What a task is made of, once its options are resolved (``flowpod.tasks.Task``)."""
 
-    @property
-    def fn(self) -> Callable[..., Any]: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def tags(self) -> set[str]: ...
-    @property
-    def task_key(self) -> str: ...
-    @property
-    def isasync(self) -> bool: ...
-    @property
-    def _spec(self) -> CallSpec: ...
-    @property
-    def task_run_name(self) -> str | Callable[..., str] | None: ...
-    @property
-    def log_prints(self) -> bool | None: ...
-    @property
-    def timeout_seconds(self) -> int | float | None: ...
-    @property
-    def retries(self) -> int | None: ...
-    @property
-    def retry_delay_seconds(self) -> Any: ...
-    @property
-    def retry_jitter_factor(self) -> float | None: ...
-    @property
-    def retry_condition_fn(self) -> Callable[..., Any] | None: ...
-    @property
-    def persist_result(self) -> bool | None: ...
-    @property
-    def cache_policy(self) -> CachePolicy: ...
-    @property
-    def cache_key_fn(self) -> Callable[[Any, dict[str, Any]], str | None] | None: ...
-    @property
-    def cache_expiration(self) -> datetime.timedelta | None: ...
-    @property
-    def refresh_cache(self) -> bool | None: ...
-    @property
-    def result_serializer(self) -> str | None: ...
-    @property
-    def result_storage_key(self) -> str | None: ...
-    @property
-    def on_completion(self) -> list[Callable[..., Any]]: ...
-    @property
-    def on_failure(self) -> list[Callable[..., Any]]: ...
-    @property
-    def on_running(self) -> list[Callable[..., Any]]: ...
-
-    def _cache_store(self, flow: Any = None) -> CacheStore: ...
+    fn: Callable[..., Any]
+    name: str
+    description: str | None
+    tags: set[str]
+    version: str | None
+    cache_policy: CachePolicy
+    cache_key_fn: Callable[[Any, dict[str, Any]], str | None] | None
+    cache_expiration: datetime.timedelta | None
+    task_run_name: str | Callable[..., str] | None
+    retries: int | None
+    retry_delay_seconds: Any
+    retry_jitter_factor: float | None
+    persist_result: bool | None
+    result_storage: Any
+    result_serializer: str | None
+    result_storage_key: str | None
+    cache_result_in_memory: bool
+    timeout_seconds: int | float | None
+    log_prints: bool | None
+    refresh_cache: bool | None
+    on_completion: list[Callable[..., Any]]
+    on_failure: list[Callable[..., Any]]
+    on_running: list[Callable[..., Any]]
+    retry_condition_fn: Callable[..., Any] | None
+    viz_return_value: Any
+    # Derived from the function:
+    task_key: str
+    isasync: bool
+    isgenerator: bool
+    _spec: CallSpec
 
 
 class RunnerLike(Protocol):
@@ -88,46 +70,34 @@ class RunnerLike(Protocol):
     def __exit__(self, *exc_info: Any) -> None: ...
 
 
-class FlowLike(Protocol):
-    """A flow as the engine runs it (``flowpod.flows.Flow``)."""
+class FlowLike:
+    """What a flow is made of, once its options are resolved (``flowpod.flows.Flow``)."""
 
-    @property
-    def fn(self) -> Callable[..., Any]: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def isasync(self) -> bool: ...
-    @property
-    def _spec(self) -> CallSpec: ...
-    @property
-    def flow_run_name(self) -> str | Callable[..., str] | None: ...
-    @property
-    def should_validate_parameters(self) -> bool: ...
-    @property
-    def task_runner(self) -> RunnerLike: ...
-    @property
-    def retries(self) -> int | None: ...
-    @property
-    def retry_delay_seconds(self) -> int | float | None: ...
-    @property
-    def timeout_seconds(self) -> int | float | None: ...
-    @property
-    def log_prints(self) -> bool | None: ...
-    @property
-    def persist_result(self) -> bool | None: ...
-    @property
-    def result_storage(self) -> Any: ...
-    @property
-    def result_serializer(self) -> str | None: ...
-    @property
-    def on_completion(self) -> list[Callable[..., Any]]: ...
-    @property
-    def on_failure(self) -> list[Callable[..., Any]]: ...
-    @property
-    def on_cancellation(self) -> list[Callable[..., Any]]: ...
-    @property
-    def on_crashed(self) -> list[Callable[..., Any]]: ...
-    @property
-    def on_running(self) -> list[Callable[..., Any]]: ...
+    fn: Callable[..., Any]
+    name: str
+    version: str | None
+    flow_run_name: str | Callable[..., str] | None
+    retries: int | None
+    retry_delay_seconds: int | float | None
+    task_runner: RunnerLike
+    description: str | None
+    timeout_seconds: int | float | None
+    should_validate_parameters: bool
+    persist_result: bool | None
+    result_storage: Any
+    result_serializer: str | None
+    cache_result_in_memory: bool
+    log_prints: bool | None
+    on_completion: list[Callable[..., Any]]
+    on_failure: list[Callable[..., Any]]
+    on_cancellation: list[Callable[..., Any]]
+    on_crashed: list[Callable[..., Any]]
+    on_running: list[Callable[..., Any]]
+    # Derived from the function:
+    isasync: bool
+    _spec: CallSpec
 
-    def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]: ...
+    def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """``parameters`` coerced to the function's type hints; ParameterTypeError if they
+        do not fit."""
+        return self._spec.validate(parameters, self.name)
