@@ -95,14 +95,7 @@ class Flow(FlowLike, Generic[P, R]):
         )
         self.__dict__.update(attributes)
         self._store: Any = None
-        try:
-            self.__doc__ = fn.__doc__
-            self.__name__ = fn.__name__
-            self.__qualname__ = fn.__qualname__
-            self.__module__ = fn.__module__
-            self.__wrapped__ = fn
-        except AttributeError:
-            pass
+        self._wrap(fn)
 
     def with_options(self, **options: Any) -> Flow[P, R]:
         """A copy of this flow with some decorator arguments changed (same names as ``@flow``)."""

@@ -118,14 +118,7 @@ class Task(TaskLike, Generic[P, R]):
             self._call = _task_engine.call_async
         else:
             self._call = _task_engine.call_sync
-        try:
-            self.__doc__ = fn.__doc__
-            self.__name__ = fn.__name__
-            self.__qualname__ = fn.__qualname__
-            self.__module__ = fn.__module__
-            self.__wrapped__ = fn
-        except AttributeError:
-            pass
+        self._wrap(fn)
 
     # -- options -----------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from flowpod._engine.effects import Effect, Steps, Wait, run_async, run_sync
 from flowpod._engine.runs import TaskRun
 from flowpod.context import TaskRunContext, _task_run_var
 from flowpod.exceptions import TaskRunTimeoutError
-from flowpod.logging import TASK_LOGGER, printing_active, printing_to, task_run_logger
+from flowpod.logging import FLOW_LOGGER, TASK_LOGGER, printing_active, printing_to, task_run_logger
 from flowpod.states import (
     Completed,
     Crashed,
@@ -42,6 +42,7 @@ __all__ = [
     "attempt_steps",
     "exc_info_of",
     "failure_state",
+    "flog",
     "run_attempt_async",
     "run_attempt_sync",
     "hook_steps",
@@ -72,6 +73,22 @@ def tlog(task_run: TaskRun, level: int, msg: str, *args: Any, exc_info: Any = No
                 "task_run_id": str(task_run.id),
                 "task_run_name": task_run.name,
                 "task_name": task_run.task_name,
+            },
+        )
+
+
+def flog(flow_run: Any, level: int, msg: str, *args: Any, exc_info: Any = None) -> None:
+    """Log ``msg`` for ``flow_run`` (labelled ``Flow run '<name>'``); free when the level is off."""
+    if FLOW_LOGGER.isEnabledFor(level):
+        FLOW_LOGGER.log(
+            level,
+            msg,
+            *args,
+            exc_info=exc_info,
+            extra={
+                "flowpod_label": f"Flow run {flow_run.name!r}",
+                "flow_run_id": str(flow_run.id),
+                "flow_run_name": flow_run.name,
             },
         )
 

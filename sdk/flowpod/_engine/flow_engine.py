@@ -10,14 +10,13 @@ reuses the attempt with another task runner.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from flowpod._engine.attempts import hook_steps
+from flowpod._engine.attempts import flog, hook_steps
 from flowpod._engine.effects import Blocking, Effect, Sleep, Steps, run_async, run_sync
-from flowpod._engine.runs import FlowRun
+from flowpod._engine.runs import FlowRun, render_run_name
 from flowpod.context import FlowRunContext, _flow_run_var, _tags_var, _task_run_var
 from flowpod.exceptions import FlowRunTimeoutError
 from flowpod.futures import FlowpodFuture, resolve_futures_to_states
@@ -47,18 +46,6 @@ _ERROR = logging.ERROR
 _FAILED_MESSAGE = "Flow run encountered an exception:"
 
 
-def _flog(flow_run: FlowRun, level: int, msg: str, *args: Any, exc_info: Any = None) -> None:
-    if FLOW_LOGGER.isEnabledFor(level):
-        FLOW_LOGGER.log(
-            level, msg, *args, exc_info=exc_info,
-            extra={
-                "flowpod_label": f"Flow run {flow_run.name!r}",
-                "flow_run_id": str(flow_run.id),
-                "flow_run_name": flow_run.name,
-            },
-        )
-
-
 # -- the run record -----------------------------------------------------------------------------
 
 
@@ -83,19 +70,7 @@ def _apply_run_name(flow: FlowLike, flow_run: FlowRun, params: dict[str, Any]) -
     template = flow.flow_run_name
     if template is None:
         return
-    if callable(template):
-        if "parameters" in inspect.signature(template).parameters:
-            name = template(parameters=params)
-        else:
-            name = template()
-    else:
-        try:
-            name = template.format(**params)
-        except (KeyError, IndexError) as exc:
-            raise ValueError(
-                f"flow_run_name {template!r} of flow {flow.name!r} refers to {exc}, which is not "
-                f"a parameter of the flow (parameters: {', '.join(params) or 'none'})."
-            ) from None
+    name = render_run_name(template, params, "flow", flow.name)
     if not isinstance(name, str):
         raise TypeError(
             f"flow_run_name of flow {flow.name!r} must produce a str; got {type(name).__name__}."
@@ -144,7 +119,7 @@ def _state_from_exception(flow_run: FlowRun, exc: BaseException) -> State[Any]:
     if isinstance(exc, FlowRunTimeoutError):
         return TimedOut(message=str(exc), data=exc)
     if isinstance(exc, Exception):
-        _flog(flow_run, _ERROR, "Encountered exception during execution: %r", exc,
+        flog(flow_run, _ERROR, "Encountered exception during execution: %r", exc,
               exc_info=(type(exc), exc, exc.__traceback__))
         return exception_to_failed_state(exc, _FAILED_MESSAGE)
     return Crashed(
@@ -199,7 +174,7 @@ def flow_attempt_steps(flow: FlowLike, flow_run: FlowRun, retry: bool = False
     """One attempt of a flow run; its final-or-failed state (not yet recorded)."""
     running = flow_run.set_state(Retrying() if retry else Running())
     if flow.on_running:
-        yield from hook_steps(flow.on_running, flow, flow_run, running, _flog)
+        yield from hook_steps(flow.on_running, flow, flow_run, running, flog)
     runner = flow.task_runner.duplicate()
     log_prints = bool(flow.log_prints)
     ctx = FlowRunContext(flow, flow_run, runner, log_prints, flow.persist_result)
@@ -275,7 +250,7 @@ def _retry_delay(flow: FlowLike, flow_run: FlowRun, failed: State[Any]) -> float
     )
     if not decision.retry:
         return None
-    _flog(
+    flog(
         flow_run, _INFO,
         "Received non-final state 'AwaitingRetry' when proposing final state %r and will attempt "
         "to run again...", "Failed",
@@ -289,7 +264,7 @@ def _retry_delay(flow: FlowLike, flow_run: FlowRun, failed: State[Any]) -> float
 def _log_finished(flow_run: FlowRun, state: State[Any]) -> None:
     level = _INFO if state.type is StateType.COMPLETED else _ERROR
     if FLOW_LOGGER.isEnabledFor(level):
-        _flog(flow_run, level, "Finished in state %s", state)
+        flog(flow_run, level, "Finished in state %s", state)
 
 
 def _outcome(state: State[Any], return_state: bool) -> Any:
@@ -322,7 +297,7 @@ def flow_run_steps(flow: FlowLike, flow_run: FlowRun, failure: State[Any] | None
     flow_run.set_state(state)
     hooks = _final_hooks(flow, state)
     if hooks:
-        yield from hook_steps(hooks, flow, flow_run, state, _flog)
+        yield from hook_steps(hooks, flow, flow_run, state, flog)
     _log_finished(flow_run, state)
     return state
 

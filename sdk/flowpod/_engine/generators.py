@@ -18,8 +18,8 @@ from collections.abc import AsyncGenerator, Generator
 from typing import TYPE_CHECKING, Any
 
 from flowpod._engine.attempts import failure_state, hook_steps, timeout_error, tlog
-from flowpod._engine.effects import Blocking, Effect, Steps
-from flowpod._engine.inputs import needs_waiting, resolve_inputs
+from flowpod._engine.effects import Effect, Steps
+from flowpod._engine.inputs import inputs_steps
 from flowpod._engine.task_engine import (
     announce_run,
     apply_run_name,
@@ -108,10 +108,7 @@ def generator_steps(
     """The run of a generator task, yielding ``Emit`` for each value; returns the generator's
     return value. Errors reach the consumer (after the run is finalized)."""
     try:
-        if wait_for or any(needs_waiting(v) for v in parameters.values()):
-            params = yield Blocking(resolve_inputs, parameters, wait_for)
-        else:
-            params = resolve_inputs(parameters, None)
+        params = yield from inputs_steps(parameters, wait_for)
     except UpstreamTaskError as exc:
         announce_run(flow_ctx, task, task_run, False)
         yield from finalize_steps(task, task_run, NotReady(message=str(exc), data=exc))

@@ -18,42 +18,60 @@ if TYPE_CHECKING:
     from flowpod.cache_policies import CachePolicy
     from flowpod.futures import FlowpodFuture, FlowpodFutureList
 
-__all__ = ["FlowLike", "RunnerLike", "TaskLike"]
+__all__ = ["FlowLike", "RunnerLike", "TaskLike", "Wrapper"]
 
 
-class TaskLike:
-    """What a task is made of, once its options are resolved (``flowpod.tasks.Task``)."""
+class Wrapper:
+    """What a task and a flow have in common: the function they wrap and the options that mean
+    the same for both."""
 
     fn: Callable[..., Any]
     name: str
     description: str | None
-    tags: set[str]
     version: str | None
+    retries: int | None
+    persist_result: bool | None
+    result_storage: Any
+    result_serializer: str | None
+    cache_result_in_memory: bool
+    timeout_seconds: int | float | None
+    log_prints: bool | None
+    on_completion: list[Callable[..., Any]]
+    on_failure: list[Callable[..., Any]]
+    on_running: list[Callable[..., Any]]
+    # Derived from the function:
+    isasync: bool
+    _spec: CallSpec
+
+    def _wrap(self, fn: Callable[..., Any]) -> None:
+        """Look like ``fn`` to introspection: its doc, name, qualname, module, ``__wrapped__``."""
+        try:
+            self.__doc__ = fn.__doc__
+            self.__name__ = fn.__name__
+            self.__qualname__ = fn.__qualname__
+            self.__module__ = fn.__module__
+            self.__wrapped__ = fn
+        except AttributeError:
+            pass
+
+
+class TaskLike(Wrapper):
+    """What a task is made of, once its options are resolved (``flowpod.tasks.Task``)."""
+
+    tags: set[str]
     cache_policy: CachePolicy
     cache_key_fn: Callable[[Any, dict[str, Any]], str | None] | None
     cache_expiration: datetime.timedelta | None
     task_run_name: str | Callable[..., str] | None
-    retries: int | None
     retry_delay_seconds: Any
     retry_jitter_factor: float | None
-    persist_result: bool | None
-    result_storage: Any
-    result_serializer: str | None
     result_storage_key: str | None
-    cache_result_in_memory: bool
-    timeout_seconds: int | float | None
-    log_prints: bool | None
     refresh_cache: bool | None
-    on_completion: list[Callable[..., Any]]
-    on_failure: list[Callable[..., Any]]
-    on_running: list[Callable[..., Any]]
     retry_condition_fn: Callable[..., Any] | None
     viz_return_value: Any
     # Derived from the function:
     task_key: str
-    isasync: bool
     isgenerator: bool
-    _spec: CallSpec
 
 
 class RunnerLike(Protocol):
@@ -70,32 +88,15 @@ class RunnerLike(Protocol):
     def __exit__(self, *exc_info: Any) -> None: ...
 
 
-class FlowLike:
+class FlowLike(Wrapper):
     """What a flow is made of, once its options are resolved (``flowpod.flows.Flow``)."""
 
-    fn: Callable[..., Any]
-    name: str
-    version: str | None
     flow_run_name: str | Callable[..., str] | None
-    retries: int | None
     retry_delay_seconds: int | float | None
     task_runner: RunnerLike
-    description: str | None
-    timeout_seconds: int | float | None
     should_validate_parameters: bool
-    persist_result: bool | None
-    result_storage: Any
-    result_serializer: str | None
-    cache_result_in_memory: bool
-    log_prints: bool | None
-    on_completion: list[Callable[..., Any]]
-    on_failure: list[Callable[..., Any]]
     on_cancellation: list[Callable[..., Any]]
     on_crashed: list[Callable[..., Any]]
-    on_running: list[Callable[..., Any]]
-    # Derived from the function:
-    isasync: bool
-    _spec: CallSpec
 
     def validate_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """``parameters`` coerced to the function's type hints; ParameterTypeError if they

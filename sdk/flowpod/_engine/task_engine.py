@@ -17,12 +17,12 @@ Entry points: ``call_sync`` / ``call_async`` for direct calls, ``prepare_submiss
 
 from __future__ import annotations
 
-import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
 from flowpod._engine.attempts import (
     FAILED_MESSAGE,
+    flog,
     hook_steps,
     run_attempt_async,
     run_attempt_sync,
@@ -37,9 +37,9 @@ from flowpod._engine.caching import (
     serializer_of,
 )
 from flowpod._engine.effects import Blocking, Steps, run_async, run_sync
-from flowpod._engine.inputs import needs_waiting, resolve_inputs
+from flowpod._engine.inputs import inputs_steps, needs_waiting
 from flowpod._engine.retries import attempts_steps, delays_of, retries_of
-from flowpod._engine.runs import TaskRun
+from flowpod._engine.runs import TaskRun, render_run_name
 from flowpod.context import FlowRunContext, TaskRunContext, _flow_run_var, _tags_var, _task_run_var
 from flowpod.exceptions import UpstreamTaskError
 from flowpod.logging import FLOW_LOGGER, TASK_LOGGER, setup_logging
@@ -68,21 +68,6 @@ _serializer = serializer_of
 
 _INFO = logging.INFO
 _ERROR = logging.ERROR
-
-
-def _flog(flow_ctx: FlowRunContext, level: int, msg: str, *args: Any) -> None:
-    if FLOW_LOGGER.isEnabledFor(level):
-        run = flow_ctx.flow_run
-        FLOW_LOGGER.log(
-            level,
-            msg,
-            *args,
-            extra={
-                "flowpod_label": f"Flow run {run.name!r}",
-                "flow_run_id": str(run.id),
-                "flow_run_name": run.name,
-            },
-        )
 
 
 # -- creating runs ------------------------------------------------------------------------------
@@ -116,25 +101,16 @@ def apply_run_name(task: TaskLike, task_run: TaskRun, params: dict[str, Any]) ->
     if template is None:
         return
     if callable(template):
+        # A callable may read flowpod.runtime.task_run: give it the run's context.
         token = _task_run_var.set(
             TaskRunContext(task, task_run, params, False, task.persist_result)
         )
         try:
-            sig = inspect.signature(template)
-            if "parameters" in sig.parameters:
-                name = template(parameters=params)
-            else:
-                name = template()
+            name = render_run_name(template, params, "task", task.name)
         finally:
             _task_run_var.reset(token)
     else:
-        try:
-            name = template.format(**params)
-        except (KeyError, IndexError) as exc:
-            raise ValueError(
-                f"task_run_name {template!r} of task {task.name!r} refers to {exc}, which is not "
-                f"a parameter of the task (parameters: {', '.join(params) or 'none'})."
-            ) from None
+        name = render_run_name(template, params, "task", task.name)
     if not isinstance(name, str):
         raise TypeError(
             f"task_run_name of task {task.name!r} must produce a str; got "
@@ -194,11 +170,11 @@ def announce_run(flow_ctx: FlowRunContext | None, task: TaskLike, task_run: Task
               submitted: bool) -> None:
     if flow_ctx is None or not FLOW_LOGGER.isEnabledFor(_INFO):
         return
-    _flog(flow_ctx, _INFO, "Created task run %r for task %r", task_run.name, task.name)
+    flog(flow_ctx.flow_run, _INFO, "Created task run %r for task %r", task_run.name, task.name)
     if submitted:
-        _flog(flow_ctx, _INFO, "Submitted task run %r for execution.", task_run.name)
+        flog(flow_ctx.flow_run, _INFO, "Submitted task run %r for execution.", task_run.name)
     else:
-        _flog(flow_ctx, _INFO, "Executing %r immediately...", task_run.name)
+        flog(flow_ctx.flow_run, _INFO, "Executing %r immediately...", task_run.name)
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -216,11 +192,7 @@ def run_steps(
 ) -> Steps[State[Any]]:
     """A task run from its Pending state to its final one."""
     try:
-        if wait_for or any(needs_waiting(v) for v in parameters.values()):
-            # Waiting on thread-pool futures blocks: an async run does it off the event loop.
-            params = yield Blocking(resolve_inputs, parameters, wait_for)
-        else:
-            params = resolve_inputs(parameters, None)
+        params = yield from inputs_steps(parameters, wait_for)
     except UpstreamTaskError as exc:
         if announce:
             announce_run(flow_ctx, task, task_run, False)
