@@ -20,7 +20,7 @@ from flowpod._engine.options import (
     picklable_state,
     restore_state,
 )
-from flowpod._engine.protocols import FlowLike
+from flowpod.context.views import FlowLike
 from flowpod.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 __all__ = ["Flow", "flow"]

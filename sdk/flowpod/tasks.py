@@ -28,9 +28,9 @@ from flowpod._engine.options import (
     picklable_state,
     restore_state,
 )
-from flowpod._engine.protocols import TaskLike
 from flowpod.cache_policies import DEFAULT, CachePolicy
 from flowpod.context import FlowRunContext
+from flowpod.context.views import TaskLike
 from flowpod.exceptions import MappingLengthMismatch, MappingMissingIterable, MissingContextError
 from flowpod.futures import FlowpodFuture, FlowpodFutureList
 from flowpod.utilities.annotations import quote, unmapped

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flowpod._engine.effects import Effect, Steps, Wait, run_async, run_sync
-from flowpod._engine.runs import TaskRun
 from flowpod.context import TaskRunContext, _task_run_var
+from flowpod.context.runs import TaskRun
 from flowpod.exceptions import TaskRunTimeoutError
 from flowpod.logging import FLOW_LOGGER, TASK_LOGGER, printing_active, printing_to, task_run_logger
 from flowpod.states import (
@@ -34,7 +34,7 @@ from flowpod.states import (
 )
 
 if TYPE_CHECKING:
-    from flowpod._engine.protocols import TaskLike
+    from flowpod.context.views import TaskLike
 
 __all__ = [
     "FAILED_MESSAGE",

@@ -21,9 +21,9 @@ from flowpod.exceptions import SerializationError
 from flowpod.states import Cached, State, exception_to_failed_state
 
 if TYPE_CHECKING:
-    from flowpod._engine.protocols import FlowLike, TaskLike
-    from flowpod._engine.runs import TaskRun
     from flowpod._storage.stores import CacheStore
+    from flowpod.context.runs import TaskRun
+    from flowpod.context.views import FlowLike, TaskLike
 
 __all__ = [
     "AcquireLock",

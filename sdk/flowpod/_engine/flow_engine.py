@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from flowpod._engine.attempts import flog, hook_steps
 from flowpod._engine.effects import Blocking, Effect, Sleep, Steps, run_async, run_sync
-from flowpod._engine.runs import FlowRun, render_run_name
 from flowpod.context import FlowRunContext, _flow_run_var, _tags_var, _task_run_var
+from flowpod.context.runs import FlowRun, render_run_name
 from flowpod.exceptions import FlowRunTimeoutError
 from flowpod.futures import FlowpodFuture, resolve_futures_to_states
 from flowpod.logging import ENGINE_LOGGER, FLOW_LOGGER, flow_run_logger, printing_to, setup_logging
@@ -37,7 +37,7 @@ from flowpod.states import (
 )
 
 if TYPE_CHECKING:
-    from flowpod._engine.protocols import FlowLike
+    from flowpod.context.views import FlowLike
 
 __all__ = ["run_flow_async", "run_flow_attempt_async", "run_flow_attempt_sync", "run_flow_sync"]
 

@@ -33,9 +33,9 @@ from flowpod.logging import printing_to, task_run_logger
 from flowpod.states import Completed, NotReady, Running, State
 
 if TYPE_CHECKING:
-    from flowpod._engine.protocols import TaskLike
-    from flowpod._engine.runs import TaskRun
     from flowpod.context import FlowRunContext
+    from flowpod.context.runs import TaskRun
+    from flowpod.context.views import TaskLike
 
 __all__ = ["call_async_generator", "call_generator"]
 

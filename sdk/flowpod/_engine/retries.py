@@ -21,8 +21,8 @@ from flowpod.states import State, StateType, get_state_exception
 
 if TYPE_CHECKING:
     from flowpod._contract.retrying import RetryDecision
-    from flowpod._engine.protocols import TaskLike
-    from flowpod._engine.runs import TaskRun
+    from flowpod.context.runs import TaskRun
+    from flowpod.context.views import TaskLike
 
 __all__ = [
     "attempts_steps",

@@ -39,14 +39,14 @@ from flowpod._engine.caching import (
 from flowpod._engine.effects import Blocking, Steps, run_async, run_sync
 from flowpod._engine.inputs import inputs_steps, needs_waiting
 from flowpod._engine.retries import attempts_steps, delays_of, retries_of
-from flowpod._engine.runs import TaskRun, render_run_name
 from flowpod.context import FlowRunContext, TaskRunContext, _flow_run_var, _tags_var, _task_run_var
+from flowpod.context.runs import TaskRun, render_run_name
 from flowpod.exceptions import UpstreamTaskError
 from flowpod.logging import FLOW_LOGGER, TASK_LOGGER, setup_logging
 from flowpod.states import NotReady, Pending, State, StateType, exception_to_failed_state
 
 if TYPE_CHECKING:
-    from flowpod._engine.protocols import TaskLike
+    from flowpod.context.views import TaskLike
 
 __all__ = [
     "Submission",

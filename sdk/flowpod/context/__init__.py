@@ -3,6 +3,10 @@
 Each lives in a ``ContextVar``, so threads of the task runner (which copy the submitting context)
 and asyncio tasks see the run that started them. ``FlowRunContext.get()`` / ``TaskRunContext.get()``
 return the innermost one or None; ``get_run_context()`` raises MissingContextError outside any run.
+
+What a context holds is defined beside it, below the engine that fills it: the run records in
+``flowpod.context.runs``, the typed views of a task, a flow and a task runner in
+``flowpod.context.views``.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from flowpod.exceptions import MissingContextError
 
 if TYPE_CHECKING:
-    from flowpod._engine.protocols import FlowLike, RunnerLike, TaskLike
-    from flowpod._engine.runs import FlowRun, TaskRun
+    from flowpod.context.runs import FlowRun, TaskRun
+    from flowpod.context.views import FlowLike, RunnerLike, TaskLike
 
 __all__ = [
     "FlowRunContext",

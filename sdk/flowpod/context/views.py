@@ -1,10 +1,10 @@
-"""The engine's view of a task, a flow and a task runner.
+"""What the run contexts and the engine know of a task, a flow and a task runner.
 
-The engine sits below ``flowpod.tasks``, ``flowpod.flows`` and ``flowpod.task_runners`` (they call
-it), so it must not import them, not even for annotations. ``TaskLike`` and ``FlowLike`` are the
+Both sit below ``flowpod.tasks``, ``flowpod.flows`` and ``flowpod.task_runners`` (which use them),
+so they must not import those, not even for annotations. ``TaskLike`` and ``FlowLike`` are the
 typed attributes of a task and of a flow: ``Task`` and ``Flow`` inherit them (and set them from
-their options, ``flowpod._engine.options``), the engine and the run contexts are typed against
-them. ``RunnerLike`` is the ``Protocol`` a task runner satisfies.
+their options, ``flowpod._engine.options``); the contexts and the engine are typed against them.
+``RunnerLike`` is the ``Protocol`` a task runner satisfies.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from flowpod._common.parameters import CallSpec
     from flowpod.cache_policies import CachePolicy
-    from flowpod.futures import FlowpodFuture, FlowpodFutureList
 
 __all__ = ["FlowLike", "RunnerLike", "TaskLike", "Wrapper"]
 
@@ -75,15 +74,17 @@ class TaskLike(Wrapper):
 
 
 class RunnerLike(Protocol):
-    """A task runner as a flow run uses it (``flowpod.task_runners.TaskRunner``)."""
+    """A task runner as a flow run uses it (``flowpod.task_runners.TaskRunner``).
+
+    ``submit`` returns a ``FlowpodFuture`` and ``map`` a ``FlowpodFutureList``; they are typed
+    Any here because the futures sit above the run contexts (they hold a task run).
+    """
 
     def duplicate(self) -> RunnerLike: ...
-    def submit(
-        self, task: Any, parameters: dict[str, Any], wait_for: Any = None
-    ) -> FlowpodFuture[Any]: ...
+    def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any = None) -> Any: ...
     def map(
         self, task: Any, parameters_list: list[dict[str, Any]], wait_for: Any = None
-    ) -> FlowpodFutureList[Any]: ...
+    ) -> Any: ...
     def __enter__(self) -> RunnerLike: ...
     def __exit__(self, *exc_info: Any) -> None: ...
 
