@@ -63,34 +63,17 @@ FAILED_MESSAGE = "Task run encountered an exception"
 def tlog(task_run: TaskRun, level: int, msg: str, *args: Any, exc_info: Any = None) -> None:
     """Log ``msg`` for ``task_run`` (labelled ``Task run '<name>'``); free when the level is off."""
     if TASK_LOGGER.isEnabledFor(level):
-        TASK_LOGGER.log(
-            level,
-            msg,
-            *args,
-            exc_info=exc_info,
-            extra={
-                "flowpod_label": f"Task run {task_run.name!r}",
-                "task_run_id": str(task_run.id),
-                "task_run_name": task_run.name,
-                "task_name": task_run.task_name,
-            },
-        )
+        extra = {"flowpod_label": f"Task run {task_run.name!r}", "task_run_id": str(task_run.id),
+                 "task_run_name": task_run.name, "task_name": task_run.task_name}
+        TASK_LOGGER.log(level, msg, *args, exc_info=exc_info, extra=extra)
 
 
 def flog(flow_run: Any, level: int, msg: str, *args: Any, exc_info: Any = None) -> None:
     """Log ``msg`` for ``flow_run`` (labelled ``Flow run '<name>'``); free when the level is off."""
     if FLOW_LOGGER.isEnabledFor(level):
-        FLOW_LOGGER.log(
-            level,
-            msg,
-            *args,
-            exc_info=exc_info,
-            extra={
-                "flowpod_label": f"Flow run {flow_run.name!r}",
-                "flow_run_id": str(flow_run.id),
-                "flow_run_name": flow_run.name,
-            },
-        )
+        extra = {"flowpod_label": f"Flow run {flow_run.name!r}", "flow_run_id": str(flow_run.id),
+                 "flow_run_name": flow_run.name}
+        FLOW_LOGGER.log(level, msg, *args, exc_info=exc_info, extra=extra)
 
 
 def exc_info_of(exc: Any) -> Any:
