@@ -4,6 +4,8 @@ A flow is a function whose call is a flow run: parameters validated against its 
 two-word run name, a task runner for the tasks it submits, retries, a timeout, hooks and a final
 state computed from what it returns (``flowpod.states.return_value_to_state``). Calling a sync
 flow returns its result (or raises its exception); calling an async flow returns a coroutine.
+The options, their defaults and their checks are ``flowpod._engine.options.FlowOptions``; the run
+itself is the engine's (``flowpod._engine.flow_engine``).
 """
 
 from __future__ import annotations
