@@ -330,7 +330,7 @@ class Bench:
         return names
 
     def seed_cache(self, cache_key: str) -> None:
-        from flowpod._storage.stores import CacheStore
+        from flowpod._storage import CacheStore
 
         CacheStore(self.store, lock_dir=self.tmp / "locks").commit(
             cache_key, 2, task_key="bench.trivial", expiration=None

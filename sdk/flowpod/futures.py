@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 from flowpod.states import Pending, State
 
 if TYPE_CHECKING:
-    from flowpod._engine.runs import TaskRun
+    from flowpod.context.runs import TaskRun
 
 __all__ = [
     "DoneAndNotDoneFutures",

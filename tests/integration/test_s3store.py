@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from flowpod._storage import CacheStore, LocalResultStore
 from flowpod._storage.config import store_from_env
 from flowpod._storage.s3 import MIN_PART_SIZE, S3ResultStore
-from flowpod._storage.stores import CacheStore, LocalResultStore
 from flowpod.exceptions import ResultNotFound
 
 from .harness import Cluster, S3Settings, wait_for

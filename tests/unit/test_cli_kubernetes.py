@@ -17,7 +17,7 @@ from test_submit_units import FakeFlowRunApi
 import flowpod._cli.kubernetes as _cli_kubernetes
 from flowpod._cli.kubernetes import format_table, interleave_logs
 from flowpod._cli.main import main
-from flowpod._storage.stores import MemoryResultStore
+from flowpod._storage import MemoryResultStore
 
 FLOW_FILE = textwrap.dedent("""
     from flowpod import flow, task

@@ -20,8 +20,8 @@ from flowpod import flow, task
 from flowpod._contract.pod_settings import StorageSpec
 from flowpod._kube.flowrun_api import FlowRunApi, NotFound
 from flowpod._kube.submit import storage_views
+from flowpod._storage import MemoryResultStore
 from flowpod._storage.s3 import S3ResultStore
-from flowpod._storage.stores import MemoryResultStore
 from flowpod.exceptions import ConfigurationError
 from flowpod.kubernetes import KubernetesTaskRunner, TaskRunApi, submit
 

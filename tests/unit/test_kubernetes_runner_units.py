@@ -22,7 +22,7 @@ from flowpod import flow, task
 from flowpod._contract.resources import TaskRunResource as TaskRunObject
 from flowpod._contract.retrying import decide_retry
 from flowpod._kube.payloads import read_payload
-from flowpod._storage.stores import CacheStore, LocalResultStore, ResultStore
+from flowpod._storage import CacheStore, LocalResultStore, ResultStore
 from flowpod.exceptions import UpstreamTaskError
 from flowpod.futures import as_completed
 from flowpod.kubernetes import (

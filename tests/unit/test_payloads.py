@@ -21,6 +21,7 @@ from flowpod._kube.payloads import (
     read_payload,
     write_payload,
 )
+from flowpod._storage import MemoryResultStore
 from flowpod._storage.run_files import (
     read_exception,
     read_outcome,
@@ -29,7 +30,6 @@ from flowpod._storage.run_files import (
     write_outcome,
     write_result,
 )
-from flowpod._storage.stores import MemoryResultStore
 from flowpod.exceptions import ResultNotFound, SerializationError
 
 

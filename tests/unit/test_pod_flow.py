@@ -15,8 +15,8 @@ import pytest
 from flowpod import flow, task
 from flowpod._contract.keys import flow_code_key, log_key
 from flowpod._kube.payloads import TaskPayload, write_payload
+from flowpod._storage import LocalResultStore
 from flowpod._storage.run_files import read_flow_outcome, read_result
-from flowpod._storage.stores import LocalResultStore
 from flowpod.pod._flow import run_flow
 
 NS = "team-a"

@@ -17,12 +17,12 @@ import pytest
 from flowpod import runtime, task
 from flowpod._contract.records import Outcome
 from flowpod._kube.payloads import FlowRunInfo, TaskPayload, write_payload
+from flowpod._storage import CacheStore, LocalResultStore
 from flowpod._storage.run_files import (
     read_exception,
     read_outcome,
     read_result,
 )
-from flowpod._storage.stores import CacheStore, LocalResultStore
 from flowpod.exceptions import TaskRunTimeoutError
 
 NS = "team-a"

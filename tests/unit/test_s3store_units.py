@@ -20,6 +20,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from flowpod._storage import CacheStore
 from flowpod._storage.config import store_from_env
 from flowpod._storage.s3 import (
     MIN_PART_SIZE,
@@ -27,7 +28,6 @@ from flowpod._storage.s3 import (
     S3StoreError,
     S3StoreUnavailable,
 )
-from flowpod._storage.stores import CacheStore
 from flowpod.exceptions import ResultNotFound
 
 ENDPOINT = "http://s3.test:9000"

@@ -16,8 +16,7 @@ import pytest
 
 from flowpod._contract.keys import validate_key
 from flowpod._contract.records import CacheRecord
-from flowpod._storage.config import default_cache_store
-from flowpod._storage.stores import (
+from flowpod._storage import (
     CacheStore,
     JSONSerializer,
     LocalResultStore,
@@ -26,6 +25,7 @@ from flowpod._storage.stores import (
     ResultStore,
     get_serializer,
 )
+from flowpod._storage.config import default_cache_store
 from flowpod.exceptions import ConfigurationError, ResultNotFound, SerializationError
 
 

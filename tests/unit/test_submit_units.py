@@ -19,7 +19,7 @@ from flowpod import flow, task
 from flowpod._contract.keys import flow_code_key
 from flowpod._kube.flowrun_api import FlowRunApi, NotFound
 from flowpod._kube.submit import flowrun_object_name, progress_line
-from flowpod._storage.stores import MemoryResultStore
+from flowpod._storage import MemoryResultStore
 from flowpod.exceptions import ConfigurationError, FailedRun
 from flowpod.kubernetes import FlowRunHandle, submit
 

@@ -26,7 +26,7 @@ from flowpod._contract.labels import FLOWRUN_LABEL, label_value
 
 if TYPE_CHECKING:
     from flowpod._kube.flowrun_api import FlowRunApi
-    from flowpod._storage.stores import ResultStore
+    from flowpod._storage import ResultStore
 
 __all__ = [
     "cancel_command", "format_table", "get_command", "interleave_logs", "logs_command", "make_api",

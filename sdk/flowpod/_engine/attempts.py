@@ -1,12 +1,12 @@
-"""One attempt of a task run: the piece every place that runs tasks shares.
+"""One attempt of a task run, and hooks: the pieces every place that runs tasks shares.
 
-``run_attempt_sync`` / ``run_attempt_async`` append the Running (or Retrying) state, call the
-on_running hooks, install the task-run context (``flowpod.runtime``, ``get_run_logger``) and
-log_prints, apply the timeout, and turn the function's return value or exception into a Completed,
-Failed, TimedOut or Crashed state, which they return without recording it: recording, retries and
-caching belong to the caller (the local driver in ``flowpod._engine.task_engine``; in a task pod,
-the
-operator). Hooks and the engine's log helper live here too, since both layers use them.
+``attempt_steps`` (driven by ``run_attempt_sync`` / ``run_attempt_async``) appends the Running (or
+Retrying) state, calls the on_running hooks, installs the task-run context (``flowpod.runtime``,
+``get_run_logger``) and log_prints, applies the timeout, and turns the function's return value or
+exception into a Completed, Failed, TimedOut or Crashed state, which it returns without recording
+it: recording, retries and caching belong to the caller (``flowpod._engine.task_engine`` here; in a
+task pod, the operator). Only ``Invoke``, the call of the function itself, differs between a sync
+and an async run. Hooks and the engine's log helper live here too, since both layers use them.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flowpod._engine.runs import TaskRun
+from flowpod._engine.effects import Effect, Steps, Wait, run_async, run_sync
 from flowpod.context import TaskRunContext, _task_run_var
+from flowpod.context.runs import TaskRun
 from flowpod.exceptions import TaskRunTimeoutError
-from flowpod.logging import TASK_LOGGER, printing_active, printing_to, task_run_logger
+from flowpod.logging import FLOW_LOGGER, TASK_LOGGER, printing_active, printing_to, task_run_logger
 from flowpod.states import (
     Completed,
     Crashed,
@@ -33,14 +34,18 @@ from flowpod.states import (
 )
 
 if TYPE_CHECKING:
-    from flowpod.tasks import Task
+    from flowpod.context.views import TaskLike
 
 __all__ = [
     "FAILED_MESSAGE",
+    "Invoke",
+    "attempt_steps",
     "exc_info_of",
     "failure_state",
+    "flog",
     "run_attempt_async",
     "run_attempt_sync",
+    "hook_steps",
     "run_hooks_async",
     "run_hooks_sync",
     "timeout_error",
@@ -58,18 +63,17 @@ FAILED_MESSAGE = "Task run encountered an exception"
 def tlog(task_run: TaskRun, level: int, msg: str, *args: Any, exc_info: Any = None) -> None:
     """Log ``msg`` for ``task_run`` (labelled ``Task run '<name>'``); free when the level is off."""
     if TASK_LOGGER.isEnabledFor(level):
-        TASK_LOGGER.log(
-            level,
-            msg,
-            *args,
-            exc_info=exc_info,
-            extra={
-                "flowpod_label": f"Task run {task_run.name!r}",
-                "task_run_id": str(task_run.id),
-                "task_run_name": task_run.name,
-                "task_name": task_run.task_name,
-            },
-        )
+        extra = {"flowpod_label": f"Task run {task_run.name!r}", "task_run_id": str(task_run.id),
+                 "task_run_name": task_run.name, "task_name": task_run.task_name}
+        TASK_LOGGER.log(level, msg, *args, exc_info=exc_info, extra=extra)
+
+
+def flog(flow_run: Any, level: int, msg: str, *args: Any, exc_info: Any = None) -> None:
+    """Log ``msg`` for ``flow_run`` (labelled ``Flow run '<name>'``); free when the level is off."""
+    if FLOW_LOGGER.isEnabledFor(level):
+        extra = {"flowpod_label": f"Flow run {flow_run.name!r}", "flow_run_id": str(flow_run.id),
+                 "flow_run_name": flow_run.name}
+        FLOW_LOGGER.log(level, msg, *args, exc_info=exc_info, extra=extra)
 
 
 def exc_info_of(exc: Any) -> Any:
@@ -82,7 +86,7 @@ def exc_info_of(exc: Any) -> Any:
 # -- calling the function -----------------------------------------------------------------------
 
 
-def timeout_error(task: Task[Any, Any]) -> Callable[[], BaseException]:
+def timeout_error(task: TaskLike) -> Callable[[], BaseException]:
     """A factory of the TaskRunTimeoutError raised when ``task`` overruns its timeout."""
     seconds = task.timeout_seconds
 
@@ -92,7 +96,7 @@ def timeout_error(task: Task[Any, Any]) -> Callable[[], BaseException]:
     return make
 
 
-def _call_fn(task: Task[Any, Any], params: dict[str, Any]) -> Any:
+def _call_fn(task: TaskLike, params: dict[str, Any]) -> Any:
     args, kwargs = task._spec.to_call(params)
     value = task.fn(*args, **kwargs)
     if type(value) is types.GeneratorType:
@@ -114,15 +118,45 @@ def failure_state(exc: BaseException) -> State[Any]:
     )
 
 
-def run_attempt_sync(
-    task: Task[Any, Any],
+class Invoke(Effect):
+    """Call the task's function with the timeout applied: called in a sync run, awaited (on this
+    loop) in an async one."""
+
+    __slots__ = ("task", "params")
+
+    def __init__(self, task: TaskLike, params: dict[str, Any]) -> None:
+        self.task = task
+        self.params = params
+
+    def run_sync(self) -> Any:
+        task, params = self.task, self.params
+        if task.timeout_seconds:
+            from flowpod._common.timeouts import call_with_timeout
+
+            return call_with_timeout(
+                lambda: _call_fn(task, params), task.timeout_seconds, timeout_error(task)
+            )
+        return _call_fn(task, params)
+
+    async def run_async(self) -> Any:
+        task, params = self.task, self.params
+        if task.timeout_seconds:
+            from flowpod._common.timeouts import await_with_timeout
+
+            return await await_with_timeout(
+                _call_fn_async(task, params), task.timeout_seconds, timeout_error(task)
+            )
+        return await _call_fn_async(task, params)
+
+
+def attempt_steps(
+    task: TaskLike,
     task_run: TaskRun,
     parameters: dict[str, Any],
-    *,
     log_prints: bool = False,
     retry: bool = False,
-) -> State[Any]:
-    """Run one attempt of a sync task run and return its Completed or failed state.
+) -> Steps[State[Any]]:
+    """One attempt of a task run, returning its Completed or failed state.
 
     Appends the Running (``retry``: Retrying) state to the run, calls the on_running hooks, and
     runs the function with the task-run context, log_prints and the timeout applied. Never raises
@@ -130,7 +164,7 @@ def run_attempt_sync(
     """
     running = task_run.set_state(Retrying() if retry else Running())
     if task.on_running:
-        run_hooks_sync(task.on_running, task, task_run, running)
+        yield from hook_steps(task.on_running, task, task_run, running, tlog)
     token = _task_run_var.set(
         TaskRunContext(task, task_run, parameters, log_prints, task.persist_result)
     )
@@ -138,9 +172,9 @@ def run_attempt_sync(
         if log_prints or printing_active():
             # Off for this task but on in the enclosing run: print normally again.
             with printing_to(task_run_logger(task_run) if log_prints else None):
-                value = _invoke_sync(task, parameters)
+                value = yield Invoke(task, parameters)
         else:
-            value = _invoke_sync(task, parameters)
+            value = yield Invoke(task, parameters)
         if isinstance(value, State):
             # A task may set its own final state by returning one (e.g. Failed(message=...)).
             return value.copy()
@@ -151,49 +185,31 @@ def run_attempt_sync(
         _task_run_var.reset(token)
 
 
-def _invoke_sync(task: Task[Any, Any], params: dict[str, Any]) -> Any:
-    if task.timeout_seconds:
-        from flowpod._common.timeouts import call_with_timeout
-
-        return call_with_timeout(
-            lambda: _call_fn(task, params), task.timeout_seconds, timeout_error(task)
-        )
-    return _call_fn(task, params)
-
-
-async def run_attempt_async(
-    task: Task[Any, Any],
+def run_attempt_sync(
+    task: TaskLike,
     task_run: TaskRun,
     parameters: dict[str, Any],
     *,
     log_prints: bool = False,
     retry: bool = False,
 ) -> State[Any]:
-    """The async counterpart of ``run_attempt_sync`` (the function is awaited on this loop)."""
-    running = task_run.set_state(Retrying() if retry else Running())
-    if task.on_running:
-        await run_hooks_async(task.on_running, task, task_run, running)
-    token = _task_run_var.set(
-        TaskRunContext(task, task_run, parameters, log_prints, task.persist_result)
-    )
-    try:
-        if log_prints or printing_active():
-            # Off for this task but on in the enclosing run: print normally again.
-            with printing_to(task_run_logger(task_run) if log_prints else None):
-                value = await _invoke_async(task, parameters)
-        else:
-            value = await _invoke_async(task, parameters)
-        if isinstance(value, State):
-            # A task may set its own final state by returning one (e.g. Failed(message=...)).
-            return value.copy()
-        return Completed(data=value)
-    except BaseException as exc:  # noqa: BLE001
-        return failure_state(exc)
-    finally:
-        _task_run_var.reset(token)
+    """One attempt of a sync task run (``attempt_steps``, called)."""
+    return run_sync(attempt_steps(task, task_run, parameters, log_prints, retry))
 
 
-async def _call_fn_async(task: Task[Any, Any], params: dict[str, Any]) -> Any:
+async def run_attempt_async(
+    task: TaskLike,
+    task_run: TaskRun,
+    parameters: dict[str, Any],
+    *,
+    log_prints: bool = False,
+    retry: bool = False,
+) -> State[Any]:
+    """One attempt of an async task run (``attempt_steps``, awaited on this loop)."""
+    return await run_async(attempt_steps(task, task_run, parameters, log_prints, retry))
+
+
+async def _call_fn_async(task: TaskLike, params: dict[str, Any]) -> Any:
     args, kwargs = task._spec.to_call(params)
     value = task.fn(*args, **kwargs)
     if inspect.isawaitable(value):
@@ -205,16 +221,6 @@ async def _call_fn_async(task: Task[Any, Any], params: dict[str, Any]) -> Any:
     return value
 
 
-async def _invoke_async(task: Task[Any, Any], params: dict[str, Any]) -> Any:
-    if task.timeout_seconds:
-        from flowpod._common.timeouts import await_with_timeout
-
-        return await await_with_timeout(
-            _call_fn_async(task, params), task.timeout_seconds, timeout_error(task)
-        )
-    return await _call_fn_async(task, params)
-
-
 # -- hooks --------------------------------------------------------------------------------------
 
 
@@ -222,35 +228,29 @@ def _hook_name(hook: Any) -> str:
     return getattr(hook, "__name__", None) or repr(hook)
 
 
-def run_hooks_sync(hooks: list[Any], task: Any, task_run: TaskRun, state: State[Any]) -> None:
-    from flowpod._common.asyncutils import run_coro_sync
-
+def hook_steps(
+    hooks: list[Any], owner: Any, run: Any, state: State[Any], log: Callable[..., None]
+) -> Steps[None]:
+    """Call each hook with (task or flow, run, state); an async hook is awaited. A hook that
+    raises is logged (through ``log``, the run's labelled logger) and the next one still runs."""
     for hook in hooks:
         name = _hook_name(hook)
-        tlog(task_run, _INFO, "Running hook %r in response to entering state %r", name, state.name)
+        log(run, _INFO, "Running hook %r in response to entering state %r", name, state.name)
         try:
-            outcome = hook(task, task_run, state)
-            if inspect.iscoroutine(outcome):
-                run_coro_sync(outcome)
+            yield Wait(hook(owner, run, state))
         except Exception:
-            tlog(task_run, _ERROR, "An error was encountered while running hook %r", name,
-                  exc_info=True)
+            log(run, _ERROR, "An error was encountered while running hook %r", name, exc_info=True)
         else:
-            tlog(task_run, _INFO, "Hook %r finished running successfully", name)
+            log(run, _INFO, "Hook %r finished running successfully", name)
+
+
+def run_hooks_sync(hooks: list[Any], task: Any, task_run: TaskRun, state: State[Any]) -> None:
+    """A task's hooks, called (the task pods use this)."""
+    run_sync(hook_steps(hooks, task, task_run, state, tlog))
 
 
 async def run_hooks_async(
     hooks: list[Any], task: Any, task_run: TaskRun, state: State[Any]
 ) -> None:
-    for hook in hooks:
-        name = _hook_name(hook)
-        tlog(task_run, _INFO, "Running hook %r in response to entering state %r", name, state.name)
-        try:
-            outcome = hook(task, task_run, state)
-            if inspect.isawaitable(outcome):
-                await outcome
-        except Exception:
-            tlog(task_run, _ERROR, "An error was encountered while running hook %r", name,
-                  exc_info=True)
-        else:
-            tlog(task_run, _INFO, "Hook %r finished running successfully", name)
+    """A task's hooks, awaited."""
+    await run_async(hook_steps(hooks, task, task_run, state, tlog))

@@ -1,21 +1,23 @@
 """The flow-run engine: from calling a flow to its final state.
 
-Like the task engine it separates one attempt (``run_flow_attempt_sync`` / ``_async``: Running or
-Retrying, on_running hooks, the flow-run context with a fresh task runner, log_prints, the timeout,
-the return value turned into a state by ``flowpod.states.return_value_to_state``) from the lifecycle
-(parameter validation, the run name, retries, final hooks, log lines). The flow-runner pod on
-Kubernetes reuses the attempt with another task runner.
+Written once, as steps (``flowpod._engine.effects``) that a sync flow's call drives by calling and
+an async flow's by awaiting. It separates one attempt (``flow_attempt_steps``: Running or Retrying,
+on_running hooks, the flow-run context with a fresh task runner, log_prints, the timeout, the return
+value turned into a state by ``flowpod.states.return_value_to_state``) from the lifecycle (parameter
+validation, the run name, retries, final hooks, log lines). The flow-runner pod on Kubernetes
+reuses the attempt with another task runner.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from flowpod._engine.runs import FlowRun
+from flowpod._engine.attempts import flog, hook_steps
+from flowpod._engine.effects import Blocking, Effect, Sleep, Steps, run_async, run_sync
 from flowpod.context import FlowRunContext, _flow_run_var, _tags_var, _task_run_var
+from flowpod.context.runs import FlowRun, render_run_name
 from flowpod.exceptions import FlowRunTimeoutError
 from flowpod.futures import FlowpodFuture, resolve_futures_to_states
 from flowpod.logging import ENGINE_LOGGER, FLOW_LOGGER, flow_run_logger, printing_to, setup_logging
@@ -35,7 +37,7 @@ from flowpod.states import (
 )
 
 if TYPE_CHECKING:
-    from flowpod.flows import Flow
+    from flowpod.context.views import FlowLike
 
 __all__ = ["run_flow_async", "run_flow_attempt_async", "run_flow_attempt_sync", "run_flow_sync"]
 
@@ -44,22 +46,10 @@ _ERROR = logging.ERROR
 _FAILED_MESSAGE = "Flow run encountered an exception:"
 
 
-def _flog(flow_run: FlowRun, level: int, msg: str, *args: Any, exc_info: Any = None) -> None:
-    if FLOW_LOGGER.isEnabledFor(level):
-        FLOW_LOGGER.log(
-            level, msg, *args, exc_info=exc_info,
-            extra={
-                "flowpod_label": f"Flow run {flow_run.name!r}",
-                "flow_run_id": str(flow_run.id),
-                "flow_run_name": flow_run.name,
-            },
-        )
-
-
 # -- the run record -----------------------------------------------------------------------------
 
 
-def _new_flow_run(flow: Flow[Any, Any], parameters: dict[str, Any]) -> FlowRun:
+def _new_flow_run(flow: FlowLike, parameters: dict[str, Any]) -> FlowRun:
     from flowpod._common.names import generate_slug
 
     parent_flow = _flow_run_var.get()
@@ -76,23 +66,11 @@ def _new_flow_run(flow: Flow[Any, Any], parameters: dict[str, Any]) -> FlowRun:
     return flow_run
 
 
-def _apply_run_name(flow: Flow[Any, Any], flow_run: FlowRun, params: dict[str, Any]) -> None:
+def _apply_run_name(flow: FlowLike, flow_run: FlowRun, params: dict[str, Any]) -> None:
     template = flow.flow_run_name
     if template is None:
         return
-    if callable(template):
-        if "parameters" in inspect.signature(template).parameters:
-            name = template(parameters=params)
-        else:
-            name = template()
-    else:
-        try:
-            name = template.format(**params)
-        except (KeyError, IndexError) as exc:
-            raise ValueError(
-                f"flow_run_name {template!r} of flow {flow.name!r} refers to {exc}, which is not "
-                f"a parameter of the flow (parameters: {', '.join(params) or 'none'})."
-            ) from None
+    name = render_run_name(template, params, "flow", flow.name)
     if not isinstance(name, str):
         raise TypeError(
             f"flow_run_name of flow {flow.name!r} must produce a str; got {type(name).__name__}."
@@ -100,7 +78,7 @@ def _apply_run_name(flow: Flow[Any, Any], flow_run: FlowRun, params: dict[str, A
     flow_run.name = name
 
 
-def _prepare(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+def _prepare(flow: FlowLike, args: tuple[Any, ...], kwargs: dict[str, Any]
              ) -> tuple[FlowRun, State[Any] | None]:
     """Create the run, validate parameters, name it; a Failed state if either step failed."""
     setup_logging()
@@ -128,7 +106,7 @@ def _prepare(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 # -- one attempt ----------------------------------------------------------------------------------
 
 
-def _timeout_error(flow: Flow[Any, Any]) -> Any:
+def _timeout_error(flow: FlowLike) -> Any:
     seconds = flow.timeout_seconds
 
     def make() -> BaseException:
@@ -141,7 +119,7 @@ def _state_from_exception(flow_run: FlowRun, exc: BaseException) -> State[Any]:
     if isinstance(exc, FlowRunTimeoutError):
         return TimedOut(message=str(exc), data=exc)
     if isinstance(exc, Exception):
-        _flog(flow_run, _ERROR, "Encountered exception during execution: %r", exc,
+        flog(flow_run, _ERROR, "Encountered exception during execution: %r", exc,
               exc_info=(type(exc), exc, exc.__traceback__))
         return exception_to_failed_state(exc, _FAILED_MESSAGE)
     return Crashed(
@@ -160,12 +138,43 @@ def _contains_future(value: Any) -> bool:
     return False
 
 
-def run_flow_attempt_sync(flow: Flow[Any, Any], flow_run: FlowRun, *, retry: bool = False
-                          ) -> State[Any]:
-    """Run one attempt of a sync flow and return its final-or-failed state (not yet recorded)."""
+class InvokeFlow(Effect):
+    """Call the flow's function with its timeout: called in a sync run, awaited in an async one."""
+
+    __slots__ = ("flow", "args", "kwargs")
+
+    def __init__(self, flow: FlowLike, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.flow = flow
+        self.args = args
+        self.kwargs = kwargs
+
+    def run_sync(self) -> Any:
+        flow, args, kwargs = self.flow, self.args, self.kwargs
+        if flow.timeout_seconds:
+            from flowpod._common.timeouts import call_with_timeout
+
+            return call_with_timeout(
+                lambda: flow.fn(*args, **kwargs), flow.timeout_seconds, _timeout_error(flow)
+            )
+        return flow.fn(*args, **kwargs)
+
+    async def run_async(self) -> Any:
+        flow, args, kwargs = self.flow, self.args, self.kwargs
+        if flow.timeout_seconds:
+            from flowpod._common.timeouts import await_with_timeout
+
+            return await await_with_timeout(
+                flow.fn(*args, **kwargs), flow.timeout_seconds, _timeout_error(flow)
+            )
+        return await flow.fn(*args, **kwargs)
+
+
+def flow_attempt_steps(flow: FlowLike, flow_run: FlowRun, retry: bool = False
+                       ) -> Steps[State[Any]]:
+    """One attempt of a flow run; its final-or-failed state (not yet recorded)."""
     running = flow_run.set_state(Retrying() if retry else Running())
     if flow.on_running:
-        _run_hooks_sync(flow.on_running, flow, flow_run, running)
+        yield from hook_steps(flow.on_running, flow, flow_run, running, flog)
     runner = flow.task_runner.duplicate()
     log_prints = bool(flow.log_prints)
     ctx = FlowRunContext(flow, flow_run, runner, log_prints, flow.persist_result)
@@ -173,23 +182,35 @@ def run_flow_attempt_sync(flow: Flow[Any, Any], flow_run: FlowRun, *, retry: boo
     task_token = _task_run_var.set(None)
     args, kwargs = flow._spec.to_call(flow_run.parameters)
     try:
-        with runner, printing_to(flow_run_logger(flow_run) if log_prints else None):
-            if flow.timeout_seconds:
-                from flowpod._common.timeouts import call_with_timeout
-
-                value = call_with_timeout(
-                    lambda: flow.fn(*args, **kwargs), flow.timeout_seconds, _timeout_error(flow)
-                )
-            else:
-                value = flow.fn(*args, **kwargs)
-            if _contains_future(value):
-                value = resolve_futures_to_states(value)
+        with printing_to(flow_run_logger(flow_run) if log_prints else None):
+            runner.__enter__()
+            try:
+                value = yield InvokeFlow(flow, args, kwargs)
+                if _contains_future(value):
+                    value = yield Blocking(resolve_futures_to_states, value)
+            except BaseException as exc:
+                runner.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            # Waiting for the runner's task runs blocks: an async flow does it off the loop.
+            yield Blocking(runner.__exit__, None, None, None)
         return _final_state(ctx, value)
     except BaseException as exc:  # noqa: BLE001 - every outcome becomes a state
         return _state_from_exception(flow_run, exc)
     finally:
         _task_run_var.reset(task_token)
         _flow_run_var.reset(flow_token)
+
+
+def run_flow_attempt_sync(flow: FlowLike, flow_run: FlowRun, *, retry: bool = False
+                          ) -> State[Any]:
+    """One attempt of a sync flow (``flow_attempt_steps``, called)."""
+    return run_sync(flow_attempt_steps(flow, flow_run, retry))
+
+
+async def run_flow_attempt_async(flow: FlowLike, flow_run: FlowRun, *, retry: bool = False
+                                 ) -> State[Any]:
+    """One attempt of an async flow (``flow_attempt_steps``, awaited)."""
+    return await run_async(flow_attempt_steps(flow, flow_run, retry))
 
 
 def _final_state(ctx: FlowRunContext, value: Any) -> State[Any]:
@@ -201,83 +222,10 @@ def _final_state(ctx: FlowRunContext, value: Any) -> State[Any]:
     return return_value_to_state(value)
 
 
-async def run_flow_attempt_async(flow: Flow[Any, Any], flow_run: FlowRun, *, retry: bool = False
-                                 ) -> State[Any]:
-    """The async counterpart of ``run_flow_attempt_sync``."""
-    import asyncio
-
-    running = flow_run.set_state(Retrying() if retry else Running())
-    if flow.on_running:
-        await _run_hooks_async(flow.on_running, flow, flow_run, running)
-    runner = flow.task_runner.duplicate()
-    log_prints = bool(flow.log_prints)
-    ctx = FlowRunContext(flow, flow_run, runner, log_prints, flow.persist_result)
-    flow_token = _flow_run_var.set(ctx)
-    task_token = _task_run_var.set(None)
-    args, kwargs = flow._spec.to_call(flow_run.parameters)
-    try:
-        with printing_to(flow_run_logger(flow_run) if log_prints else None):
-            try:
-                if flow.timeout_seconds:
-                    from flowpod._common.timeouts import await_with_timeout
-
-                    value = await await_with_timeout(
-                        flow.fn(*args, **kwargs), flow.timeout_seconds, _timeout_error(flow)
-                    )
-                else:
-                    value = await flow.fn(*args, **kwargs)
-                if _contains_future(value):
-                    value = await asyncio.to_thread(resolve_futures_to_states, value)
-            except BaseException as exc:
-                runner.__exit__(type(exc), exc, exc.__traceback__)
-                raise
-            # Waiting for the thread pool blocks: do it off the loop.
-            await asyncio.to_thread(runner.__exit__, None, None, None)
-        return _final_state(ctx, value)
-    except BaseException as exc:  # noqa: BLE001
-        return _state_from_exception(flow_run, exc)
-    finally:
-        _task_run_var.reset(task_token)
-        _flow_run_var.reset(flow_token)
+# -- hooks and the lifecycle ---------------------------------------------------------------------
 
 
-# -- hooks ----------------------------------------------------------------------------------------
-
-
-def _run_hooks_sync(hooks: list[Any], flow: Any, flow_run: FlowRun, state: State[Any]) -> None:
-    from flowpod._common.asyncutils import run_coro_sync
-
-    for hook in hooks:
-        name = getattr(hook, "__name__", None) or repr(hook)
-        _flog(flow_run, _INFO, "Running hook %r in response to entering state %r", name, state.name)
-        try:
-            outcome = hook(flow, flow_run, state)
-            if inspect.iscoroutine(outcome):
-                run_coro_sync(outcome)
-        except Exception:
-            _flog(flow_run, _ERROR, "An error was encountered while running hook %r", name,
-                  exc_info=True)
-        else:
-            _flog(flow_run, _INFO, "Hook %r finished running successfully", name)
-
-
-async def _run_hooks_async(hooks: list[Any], flow: Any, flow_run: FlowRun, state: State[Any]
-                           ) -> None:
-    for hook in hooks:
-        name = getattr(hook, "__name__", None) or repr(hook)
-        _flog(flow_run, _INFO, "Running hook %r in response to entering state %r", name, state.name)
-        try:
-            outcome = hook(flow, flow_run, state)
-            if inspect.isawaitable(outcome):
-                await outcome
-        except Exception:
-            _flog(flow_run, _ERROR, "An error was encountered while running hook %r", name,
-                  exc_info=True)
-        else:
-            _flog(flow_run, _INFO, "Hook %r finished running successfully", name)
-
-
-def _final_hooks(flow: Flow[Any, Any], state: State[Any]) -> list[Any]:
+def _final_hooks(flow: FlowLike, state: State[Any]) -> list[Any]:
     kind = state.type
     if kind is StateType.COMPLETED:
         return flow.on_completion
@@ -290,10 +238,7 @@ def _final_hooks(flow: Flow[Any, Any], state: State[Any]) -> list[Any]:
     return []
 
 
-# -- retries and the lifecycle ------------------------------------------------------------------
-
-
-def _retry_delay(flow: Flow[Any, Any], flow_run: FlowRun, failed: State[Any]) -> float | None:
+def _retry_delay(flow: FlowLike, flow_run: FlowRun, failed: State[Any]) -> float | None:
     """The delay before the next attempt, or None when the failed run is final."""
     from flowpod._contract.retrying import decide_retry, resolve_delays
 
@@ -305,7 +250,7 @@ def _retry_delay(flow: Flow[Any, Any], flow_run: FlowRun, failed: State[Any]) ->
     )
     if not decision.retry:
         return None
-    _flog(
+    flog(
         flow_run, _INFO,
         "Received non-final state 'AwaitingRetry' when proposing final state %r and will attempt "
         "to run again...", "Failed",
@@ -319,7 +264,7 @@ def _retry_delay(flow: Flow[Any, Any], flow_run: FlowRun, failed: State[Any]) ->
 def _log_finished(flow_run: FlowRun, state: State[Any]) -> None:
     level = _INFO if state.type is StateType.COMPLETED else _ERROR
     if FLOW_LOGGER.isEnabledFor(level):
-        _flog(flow_run, level, "Finished in state %s", state)
+        flog(flow_run, level, "Finished in state %s", state)
 
 
 def _outcome(state: State[Any], return_state: bool) -> Any:
@@ -333,50 +278,39 @@ def _outcome(state: State[Any], return_state: bool) -> Any:
     return state.result()
 
 
-def run_flow_sync(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+def flow_run_steps(flow: FlowLike, flow_run: FlowRun, failure: State[Any] | None
+                   ) -> Steps[State[Any]]:
+    """Attempts (with retries) unless preparing the run already failed; then the final state,
+    its hooks and "Finished in state ..."."""
+    state = failure
+    if state is None:
+        retry = False
+        while True:
+            state = yield from flow_attempt_steps(flow, flow_run, retry)
+            if state.type is not StateType.FAILED:
+                break
+            delay = _retry_delay(flow, flow_run, state)
+            if delay is None:
+                break
+            yield Sleep(delay)
+            retry = True
+    flow_run.set_state(state)
+    hooks = _final_hooks(flow, state)
+    if hooks:
+        yield from hook_steps(hooks, flow, flow_run, state, flog)
+    _log_finished(flow_run, state)
+    return state
+
+
+def run_flow_sync(flow: FlowLike, args: tuple[Any, ...], kwargs: dict[str, Any],
                   return_state: bool = False) -> Any:
     """Call a sync flow: run it to its final state; return its result (or state)."""
-    flow_run, state = _prepare(flow, args, kwargs)
-    if state is None:
-        retry = False
-        while True:
-            state = run_flow_attempt_sync(flow, flow_run, retry=retry)
-            if state.type is not StateType.FAILED:
-                break
-            delay = _retry_delay(flow, flow_run, state)
-            if delay is None:
-                break
-            if delay > 0:
-                time.sleep(delay)
-            retry = True
-    flow_run.set_state(state)
-    hooks = _final_hooks(flow, state)
-    if hooks:
-        _run_hooks_sync(hooks, flow, flow_run, state)
-    _log_finished(flow_run, state)
-    return _outcome(state, return_state)
+    flow_run, failure = _prepare(flow, args, kwargs)
+    return _outcome(run_sync(flow_run_steps(flow, flow_run, failure)), return_state)
 
 
-async def run_flow_async(flow: Flow[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+async def run_flow_async(flow: FlowLike, args: tuple[Any, ...], kwargs: dict[str, Any],
                          return_state: bool = False) -> Any:
     """Call an async flow (the coroutine the call returns)."""
-    import asyncio
-
-    flow_run, state = _prepare(flow, args, kwargs)
-    if state is None:
-        retry = False
-        while True:
-            state = await run_flow_attempt_async(flow, flow_run, retry=retry)
-            if state.type is not StateType.FAILED:
-                break
-            delay = _retry_delay(flow, flow_run, state)
-            if delay is None:
-                break
-            await asyncio.sleep(delay)
-            retry = True
-    flow_run.set_state(state)
-    hooks = _final_hooks(flow, state)
-    if hooks:
-        await _run_hooks_async(hooks, flow, flow_run, state)
-    _log_finished(flow_run, state)
-    return _outcome(state, return_state)
+    flow_run, failure = _prepare(flow, args, kwargs)
+    return _outcome(await run_async(flow_run_steps(flow, flow_run, failure)), return_state)

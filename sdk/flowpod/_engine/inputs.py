@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from flowpod._engine.effects import Blocking, Steps
 from flowpod.exceptions import UpstreamTaskError
 from flowpod.futures import FlowpodFuture
 from flowpod.states import State, StateType
 from flowpod.utilities.annotations import BaseAnnotation, allow_failure, quote
 
-__all__ = ["needs_waiting", "resolve_inputs"]
+__all__ = ["inputs_steps", "needs_waiting", "resolve_inputs"]
 
 _SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
 
@@ -97,3 +98,11 @@ def needs_waiting(value: Any) -> bool:
     if type(value) is dict:
         return any(needs_waiting(item) for item in value.values())
     return False
+
+
+def inputs_steps(parameters: dict[str, Any], wait_for: Any) -> Steps[dict[str, Any]]:
+    """``resolve_inputs`` as a step of a run: waiting on upstream futures blocks, so an async run
+    does it off the event loop (only when there is something to wait for)."""
+    if wait_for or any(needs_waiting(v) for v in parameters.values()):
+        return (yield Blocking(resolve_inputs, parameters, wait_for))  # type: ignore[no-any-return]
+    return resolve_inputs(parameters, None)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from flowpod.futures import FlowpodFuture
 
 if TYPE_CHECKING:
-    from flowpod._engine.runs import TaskRun
+    from flowpod.context.runs import TaskRun
     from flowpod.states import State
 
 __all__ = ["KubernetesTaskFuture"]

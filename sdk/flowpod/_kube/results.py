@@ -17,8 +17,8 @@ from flowpod._contract.records import CacheRecord, ResultRef
 from flowpod._storage import read_exception, read_outcome, read_result
 
 if TYPE_CHECKING:
-    from flowpod._engine.runs import TaskRun
     from flowpod._storage import ResultStore
+    from flowpod.context.runs import TaskRun
     from flowpod.states import State
 
 __all__ = ["final_state", "result_ref", "safely", "transient_state"]

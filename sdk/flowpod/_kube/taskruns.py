@@ -15,7 +15,10 @@ import string
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+import flowpod._engine.task_engine as _task_engine
 from flowpod._contract.labels import FLOWRUN_LABEL, RUNNER_LABEL, TASK_LABEL, label_value
+from flowpod._engine.caching import serializer_of
+from flowpod._engine.retries import delays_of, retries_of
 
 if TYPE_CHECKING:
     from flowpod._contract.pod_settings import StorageSpec
@@ -67,7 +70,6 @@ class TaskRunTarget(Protocol):
 def prepare_taskrun(sub: Submission, params: dict[str, Any],
                     target: TaskRunTarget) -> tuple[str, dict[str, Any]]:
     """Write the payload of ``sub`` and return its TaskRun's (name, manifest)."""
-    import flowpod._engine.task_engine as _task_engine
     from flowpod._contract.resources import TaskRunSpec
     from flowpod._kube.payloads import FlowRunInfo, TaskPayload, write_payload
 
@@ -77,9 +79,9 @@ def prepare_taskrun(sub: Submission, params: dict[str, Any],
         _task_engine.apply_run_name(task, task_run, params)
     cache_key = _task_engine.compute_cache_key(task, task_run, params, flow_ctx, log_prints)
     task_run.cache_key = cache_key
-    retries = _task_engine._retries(task)
-    delays = _task_engine._delays(task, retries) if retries else []
-    serializer = _task_engine._serializer(task)
+    retries = retries_of(task)
+    delays = delays_of(task, retries) if retries else []
+    serializer = serializer_of(task)
     expiration = task.cache_expiration.total_seconds() if task.cache_expiration else None
     flow_info = None
     if flow_ctx is not None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from flowpod._storage.stores import ResultStore
+    from flowpod._storage import ResultStore
 
 __all__ = ["STORE_PATH_VAR", "main", "store_for_pod"]
 

@@ -24,7 +24,7 @@ from flowpod._storage.run_files import write_flow_outcome
 from flowpod.pod._task import outcome_state_name
 
 if TYPE_CHECKING:
-    from flowpod._storage.stores import ResultStore
+    from flowpod._storage import ResultStore
     from flowpod.flows import Flow
 
 __all__ = ["FlowLoadError", "load_flow", "read_flowrun", "run_flow"]
@@ -167,7 +167,7 @@ def run_flow(store: ResultStore, namespace: str, name: str, attempt: int,
     result_ref: str | None = None
     message = state.message
     if state_name == "Completed":
-        from flowpod._storage.stores import get_serializer
+        from flowpod._storage import get_serializer
 
         try:
             value = state.result()

@@ -12,13 +12,12 @@ alive is reported as TimedOut with a proper message.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import uuid
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from flowpod._contract.lifecycle import CONDITION_ERROR_LOG, Schedule, failure_log, outcome_word
+from flowpod._contract.lifecycle import Schedule, failure_log, outcome_word
 from flowpod._contract.records import Outcome
 from flowpod._contract.retrying import decide_retry
 from flowpod._engine.attempts import (
@@ -29,9 +28,10 @@ from flowpod._engine.attempts import (
     run_hooks_sync,
     tlog,
 )
-from flowpod._engine.runs import FlowRun, TaskRun
+from flowpod._engine.retries import retry_condition_allows
 from flowpod._kube.payloads import FlowRunInfo, TaskPayload, read_payload
 from flowpod._storage import write_exception, write_outcome, write_result
+from flowpod.context.runs import FlowRun, TaskRun
 from flowpod.exceptions import SerializationError
 from flowpod.states import Pending, State, StateType, exception_to_failed_state
 
@@ -102,21 +102,8 @@ def _run_attempt(payload: TaskPayload, task_run: TaskRun, attempt: int) -> State
 
 def _retry_verdict(task: Task[Any, Any], task_run: TaskRun, state: State[Any],
                    retries: int) -> bool:
-    """retry_condition_fn's answer, with the local engine's rules: only asked while a retry
-    remains; may be async; raising means no retry."""
-    condition = task.retry_condition_fn
-    if condition is None or task_run.run_count > retries:
-        return True
-    try:
-        verdict = condition(task, task_run, state)
-        if inspect.iscoroutine(verdict):
-            from flowpod._common.asyncutils import run_coro_sync
-
-            verdict = run_coro_sync(verdict)
-        return bool(verdict)
-    except Exception:
-        tlog(task_run, _ERROR, CONDITION_ERROR_LOG, task.name, exc_info=True)
-        return False
+    """retry_condition_fn's answer, with the local engine's rules (the engine's own function)."""
+    return retry_condition_allows(task, task_run, state, retries)
 
 
 def _persist(payload: TaskPayload, store: ResultStore, namespace: str, name: str, attempt: int,

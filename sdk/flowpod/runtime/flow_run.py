@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flowpod.runtime._facts import common_getters, module_getattr
+
 __all__ = [
     "flow_name",
     "get_flow_name",
@@ -40,34 +42,14 @@ def _run() -> Any:
     return None if ctx is None else ctx.flow_run
 
 
-def get_id() -> str | None:
-    run = _run()
-    return None if run is None else str(run.id)
-
-
-def get_name() -> str | None:
-    run = _run()
-    return None if run is None else run.name
+get_id, get_name, get_parameters, get_tags, get_run_count = common_getters(
+    _run, "flowpod.runtime.flow_run"
+)
 
 
 def get_flow_name() -> str | None:
     run = _run()
     return None if run is None else run.flow_name
-
-
-def get_parameters() -> dict[str, Any]:
-    run = _run()
-    return {} if run is None else dict(run.parameters)
-
-
-def get_tags() -> list[str]:
-    run = _run()
-    return [] if run is None else list(run.tags)
-
-
-def get_run_count() -> int:
-    run = _run()
-    return 0 if run is None else int(run.run_count)
 
 
 def get_parent_flow_run_id() -> str | None:
@@ -92,14 +74,7 @@ _FIELDS: dict[str, Callable[[], Any]] = {
 }
 
 
-def __getattr__(attr: str) -> Any:
-    getter = _FIELDS.get(attr)
-    if getter is None:
-        raise AttributeError(
-            f"flowpod.runtime.flow_run has no attribute {attr!r}; available: "
-            f"{', '.join(sorted(_FIELDS))}."
-        )
-    return getter()
+__getattr__ = module_getattr("flowpod.runtime.flow_run", _FIELDS)
 
 
 def __dir__() -> list[str]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from flowpod.runtime._facts import common_getters, module_getattr
+
 __all__ = [
     "flow_run_id",
     "get_flow_run_id",
@@ -42,34 +44,14 @@ def _run() -> Any:
     return None if ctx is None else ctx.task_run
 
 
-def get_id() -> str | None:
-    run = _run()
-    return None if run is None else str(run.id)
-
-
-def get_name() -> str | None:
-    run = _run()
-    return None if run is None else run.name
+get_id, get_name, get_parameters, get_tags, get_run_count = common_getters(
+    _run, "flowpod.runtime.task_run"
+)
 
 
 def get_task_name() -> str | None:
     run = _run()
     return None if run is None else run.task_name
-
-
-def get_parameters() -> dict[str, Any]:
-    run = _run()
-    return {} if run is None else dict(run.parameters)
-
-
-def get_tags() -> list[str]:
-    run = _run()
-    return [] if run is None else list(run.tags)
-
-
-def get_run_count() -> int:
-    run = _run()
-    return 0 if run is None else int(run.run_count)
 
 
 def get_flow_run_id() -> str | None:
@@ -100,14 +82,7 @@ _FIELDS: dict[str, Callable[[], Any]] = {
 }
 
 
-def __getattr__(attr: str) -> Any:
-    getter = _FIELDS.get(attr)
-    if getter is None:
-        raise AttributeError(
-            f"flowpod.runtime.task_run has no attribute {attr!r}; available: "
-            f"{', '.join(sorted(_FIELDS))}."
-        )
-    return getter()
+__getattr__ = module_getattr("flowpod.runtime.task_run", _FIELDS)
 
 
 def __dir__() -> list[str]:

@@ -7,13 +7,14 @@ hooks, ``retry_condition_fn`` and ``flowpod.runtime`` see.
 
 from __future__ import annotations
 
+import inspect
 import random
 import uuid
 from typing import Any
 
 from flowpod.states import State, StateType
 
-__all__ = ["FlowRun", "TaskRun"]
+__all__ = ["FlowRun", "TaskRun", "render_run_name"]
 
 
 def new_run_id() -> uuid.UUID:
@@ -106,3 +107,20 @@ class FlowRun(_Run):
 
     def __repr__(self) -> str:
         return f"FlowRun(name={self.name!r}, id={self.id}, state={self.state_name})"
+
+
+def render_run_name(template: Any, params: dict[str, Any], kind: str, owner: str) -> Any:
+    """What a ``task_run_name`` / ``flow_run_name`` (``kind``: "task" or "flow") of the task or
+    flow named ``owner`` makes of ``params``: a str template is formatted with them; a callable is
+    called (given ``parameters=`` if it takes them). The caller checks that a str came out."""
+    if callable(template):
+        if "parameters" in inspect.signature(template).parameters:
+            return template(parameters=params)
+        return template()
+    try:
+        return template.format(**params)
+    except (KeyError, IndexError) as exc:
+        raise ValueError(
+            f"{kind}_run_name {template!r} of {kind} {owner!r} refers to {exc}, which is not "
+            f"a parameter of the {kind} (parameters: {', '.join(params) or 'none'})."
+        ) from None

@@ -3,6 +3,10 @@
 Each lives in a ``ContextVar``, so threads of the task runner (which copy the submitting context)
 and asyncio tasks see the run that started them. ``FlowRunContext.get()`` / ``TaskRunContext.get()``
 return the innermost one or None; ``get_run_context()`` raises MissingContextError outside any run.
+
+What a context holds is defined beside it, below the engine that fills it: the run records in
+``flowpod.context.runs``, the typed views of a task, a flow and a task runner in
+``flowpod.context.views``.
 """
 
 from __future__ import annotations
@@ -16,10 +20,8 @@ from typing import TYPE_CHECKING, Any
 from flowpod.exceptions import MissingContextError
 
 if TYPE_CHECKING:
-    from flowpod._engine.runs import FlowRun, TaskRun
-    from flowpod.flows import Flow
-    from flowpod.task_runners import TaskRunner
-    from flowpod.tasks import Task
+    from flowpod.context.runs import FlowRun, TaskRun
+    from flowpod.context.views import FlowLike, RunnerLike, TaskLike
 
 __all__ = [
     "FlowRunContext",
@@ -51,9 +53,9 @@ class FlowRunContext:
 
     def __init__(
         self,
-        flow: Flow[Any, Any],
+        flow: FlowLike,
         flow_run: FlowRun,
-        task_runner: TaskRunner,
+        task_runner: RunnerLike,
         log_prints: bool,
         persist_result: bool | None,
     ) -> None:
@@ -88,7 +90,7 @@ class TaskRunContext:
 
     def __init__(
         self,
-        task: Task[Any, Any],
+        task: TaskLike,
         task_run: TaskRun,
         parameters: dict[str, Any],
         log_prints: bool,
