@@ -25,48 +25,13 @@ raise them; this is their public home, and the name they print and pickle under.
 
 from __future__ import annotations
 
-from flowpod._contract.errors import (
-    CancelledRun,
-    ConfigurationError,
-    CrashedRun,
-    FailedRun,
-    FlowpodException,
-    FlowRunTimeoutError,
-    MappingLengthMismatch,
-    MappingMissingIterable,
-    MissingContextError,
-    ParameterTypeError,
-    ReservedArgumentError,
-    ResultNotFound,
-    SerializationError,
-    SignatureMismatchError,
-    TaskRunTimeoutError,
-    UnfinishedRun,
-    UnhashableInputError,
-    UpstreamTaskError,
-)
+from flowpod._contract import errors as _errors
+from flowpod._contract.errors import *  # noqa: F403 - exactly the names in its __all__
 
-__all__ = [
-    "CancelledRun",
-    "ConfigurationError",
-    "CrashedRun",
-    "FailedRun",
-    "FlowRunTimeoutError",
-    "FlowpodException",
-    "MappingLengthMismatch",
-    "MappingMissingIterable",
-    "MissingContextError",
-    "ParameterTypeError",
-    "ReservedArgumentError",
-    "ResultNotFound",
-    "SerializationError",
-    "SignatureMismatchError",
-    "TaskRunTimeoutError",
-    "UnfinishedRun",
-    "UnhashableInputError",
-    "UpstreamTaskError",
-]
+__all__ = list(_errors.__all__)
 
+# Defined in the run contract, these are flowpod.exceptions to their users: tracebacks, reprs and
+# pickles name them here.
 for _name in __all__:
-    globals()[_name].__module__ = __name__
+    getattr(_errors, _name).__module__ = __name__
 del _name

@@ -1,25 +1,5 @@
-"""The exceptions flowpod raises, one tree rooted at FlowpodException (public as
-``flowpod.exceptions``; defined here because records of the run contract raise them).
-
-    FlowpodException
-    ├── MissingContextError          run-only API used outside a flow or task run
-    ├── ConfigurationError           a setting or profile value is invalid (also ValueError)
-    ├── ParameterTypeError           flow parameters do not fit their type hints (also TypeError)
-    ├── SignatureMismatchError       arguments do not bind to the signature (also TypeError)
-    ├── ReservedArgumentError        a function uses a reserved parameter name (also TypeError)
-    ├── MappingLengthMismatch        .map() iterables of different lengths (also ValueError)
-    ├── MappingMissingIterable       .map() called with no iterable argument (also ValueError)
-    ├── UnhashableInputError         a cache policy cannot hash an input (also ValueError)
-    ├── SerializationError           a result cannot be serialised or deserialised (also ValueError)
-    ├── ResultNotFound               no stored object under a key (also KeyError)
-    ├── UpstreamTaskError            a wait_for upstream did not complete
-    ├── UnfinishedRun                result() asked of a run that has not finished
-    ├── CrashedRun                   the run crashed (the process or pod died)
-    ├── FailedRun                    a failed state without a stored exception
-    ├── CancelledRun                 the run was cancelled
-    ├── TaskRunTimeoutError          a task run exceeded timeout_seconds (also TimeoutError)
-    └── FlowRunTimeoutError          a flow run exceeded timeout_seconds (also TimeoutError)
-"""
+"""The exceptions flowpod raises, one tree rooted at FlowpodException: defined here because records
+of the run contract raise them, public (and drawn as a tree) in ``flowpod.exceptions``."""
 
 from __future__ import annotations
 

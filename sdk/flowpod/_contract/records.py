@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from flowpod._contract.errors import SerializationError
 from flowpod._contract.keys import _check_attempt
@@ -43,29 +43,17 @@ class ResultRef:
     serializer: str
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What one attempt ended in, written by the pod and read by the operator and the SDK.
-
-    ``retry_allowed`` is retry_condition_fn's verdict (True when the task has none); the operator
-    still applies the retry count. ``result_ref`` is set for Completed outcomes; ``exception_ref``
-    points at the pickled exception of a failed attempt (absent if it did not pickle).
-    """
+class _AttemptEnd:
+    """What ``Outcome`` and ``FlowOutcome`` share: a final state name checked on creation."""
 
     attempt: int
     state: str
-    message: str | None = None
-    exception: str | None = None
-    retry_allowed: bool = True
-    result_ref: str | None = None
-    exception_ref: str | None = None
-    serializer: str | None = None
-    finished_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _what: ClassVar[str]
 
     def __post_init__(self) -> None:
         if self.state not in FINAL_OUTCOME_STATES:
             raise ValueError(
-                f"an outcome's state must be one of {sorted(FINAL_OUTCOME_STATES)}; "
+                f"{self._what}'s state must be one of {sorted(FINAL_OUTCOME_STATES)}; "
                 f"got {self.state!r}"
             )
         _check_attempt(self.attempt)
@@ -78,6 +66,27 @@ class Outcome:
     @property
     def completed(self) -> bool:
         return self.state == "Completed"
+
+
+@dataclass(frozen=True)
+class Outcome(_AttemptEnd):
+    """What one attempt ended in, written by the pod and read by the operator and the SDK.
+
+    ``retry_allowed`` is retry_condition_fn's verdict (True when the task has none); the operator
+    still applies the retry count. ``result_ref`` is set for Completed outcomes; ``exception_ref``
+    points at the pickled exception of a failed attempt (absent if it did not pickle).
+    """
+
+    _what: ClassVar[str] = "an outcome"
+    attempt: int
+    state: str
+    message: str | None = None
+    exception: str | None = None
+    retry_allowed: bool = True
+    result_ref: str | None = None
+    exception_ref: str | None = None
+    serializer: str | None = None
+    finished_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def result(self) -> ResultRef | None:
@@ -139,30 +148,15 @@ def _opt_str(value: Any) -> str | None:
 
 
 @dataclass(frozen=True)
-class FlowOutcome:
+class FlowOutcome(_AttemptEnd):
     """What one flow attempt ended in, written by the flow pod and read by the operator."""
 
+    _what: ClassVar[str] = "a flow outcome"
     attempt: int
     state: str
     message: str | None = None
     result_ref: str | None = None
     finished_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def __post_init__(self) -> None:
-        if self.state not in FINAL_OUTCOME_STATES:
-            raise ValueError(
-                f"a flow outcome's state must be one of {sorted(FINAL_OUTCOME_STATES)}; "
-                f"got {self.state!r}"
-            )
-        _check_attempt(self.attempt)
-
-    @property
-    def type(self) -> str:
-        return _OUTCOME_TYPES[self.state]
-
-    @property
-    def completed(self) -> bool:
-        return self.state == "Completed"
 
     def to_json(self) -> bytes:
         return json.dumps({

@@ -87,8 +87,28 @@ class ObjectMeta(BaseModel):
 # -- TaskRun ------------------------------------------------------------------------------------
 
 
-class TaskRunSpec(_PodSettings):
+class _RunSpec(_PodSettings):
+    """What a TaskRun's and a FlowRun's spec share beyond pod settings: making the object."""
+
+    kind: ClassVar[str]
+
+    def to_manifest(
+        self,
+        name: str,
+        namespace: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
+        owner_references: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """The object of this spec, ready for the API server's create call."""
+        return _manifest(self.kind, self, name, namespace, labels, annotations, owner_references)
+
+
+class TaskRunSpec(_RunSpec):
     """One task run (all its attempts): what to run, how to retry it, where its data lives."""
+
+    kind: ClassVar[str] = "TaskRun"
 
     task_name: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
         description="The task's name (@task(name=...) or the function name)."
@@ -125,18 +145,6 @@ class TaskRunSpec(_PodSettings):
     )
     storage: StorageSpec | None = None
 
-    def to_manifest(
-        self,
-        name: str,
-        namespace: str,
-        *,
-        labels: Mapping[str, str] | None = None,
-        annotations: Mapping[str, str] | None = None,
-        owner_references: list[dict[str, Any]] | None = None,
-    ) -> dict[str, Any]:
-        """A TaskRun object ready for the API server's create call."""
-        return _manifest("TaskRun", self, name, namespace, labels, annotations, owner_references)
-
 
 class TaskRunStatus(_Status):
     """What the operator observed and decided about a task run."""
@@ -171,8 +179,10 @@ class TaskDefaults(_Model):
     resources: ResourceRequirements | None = None
 
 
-class FlowRunSpec(_PodSettings):
+class FlowRunSpec(_RunSpec):
     """One flow run: what to run (an entrypoint or stored code), its parameters and settings."""
+
+    kind: ClassVar[str] = "FlowRun"
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -220,18 +230,6 @@ class FlowRunSpec(_PodSettings):
                 "(entrypoint: 'pkg.module:flow' importable in the image; code: a stored flow)"
             )
         return self
-
-    def to_manifest(
-        self,
-        name: str,
-        namespace: str,
-        *,
-        labels: Mapping[str, str] | None = None,
-        annotations: Mapping[str, str] | None = None,
-        owner_references: list[dict[str, Any]] | None = None,
-    ) -> dict[str, Any]:
-        """A FlowRun object ready for the API server's create call."""
-        return _manifest("FlowRun", self, name, namespace, labels, annotations, owner_references)
 
 
 class TaskRunCounts(_Status):

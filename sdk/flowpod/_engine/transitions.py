@@ -1,10 +1,8 @@
-"""Pure rules for what follows a failed attempt, shared by the local engine and the operator.
+"""The state a run enters after a failed attempt, in the local engine: AwaitingRetry, scheduled
+when ``flowpod._contract.retrying.decide_retry`` says to retry, else the failed state itself.
 
-``flowpod._contract.retrying.decide_retry`` says whether to retry and when; these turn that decision
-into the
-next state of the run and into the log line that explains it, so a task run looks and reads the same
-whether its attempts ran in this process or as pods.
-"""
+The operator writes the same transition into a TaskRun's status (``_contract.status``); the
+decision and its words are the contract's, only the record differs."""
 
 from __future__ import annotations
 
