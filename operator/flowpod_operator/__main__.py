@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import click
 
+from flowpod_operator import handlers
 from flowpod_operator.settings import OperatorConfig
 
 
@@ -30,7 +31,6 @@ def main(namespaces: tuple[str, ...], all_namespaces: bool, image: str | None,
     """Run flowpod's Kubernetes operator: every TaskRun becomes one pod per attempt."""
     import kopf
 
-    from flowpod_operator import handlers
 
     if namespaces and all_namespaces:
         raise click.UsageError("use either --namespace or --all-namespaces, not both")

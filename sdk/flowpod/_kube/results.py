@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from flowpod._contract.keys import cache_record_key
 from flowpod._contract.records import CacheRecord, ResultRef
 from flowpod._storage import read_exception, read_outcome, read_result
+from flowpod.exceptions import TaskRunTimeoutError
+from flowpod.states import AwaitingRetry, Crashed, Pending, Retrying, Running, State, StateType
 
 if TYPE_CHECKING:
     from flowpod._storage import ResultStore
@@ -27,8 +29,6 @@ __all__ = ["final_state", "result_ref", "safely", "transient_state"]
 def final_state(store: ResultStore, namespace: str, name: str, task_run: TaskRun,
                 status: Mapping[str, Any]) -> State[Any]:
     """The final state of TaskRun ``namespace/name`` (``status`` has a final state)."""
-    from flowpod.states import State, StateType
-
     state_name = str(status["state"])
     message = status.get("message")
     if state_name in ("Completed", "Cached"):
@@ -48,8 +48,6 @@ def final_state(store: ResultStore, namespace: str, name: str, task_run: TaskRun
     if outcome is not None and outcome.exception_ref:
         exc = read_exception(store, outcome.exception_ref)
     if exc is None and state_name == "TimedOut":
-        from flowpod.exceptions import TaskRunTimeoutError
-
         exc = TaskRunTimeoutError(message or f"TaskRun {name} exceeded its timeout")
     kind = {"Crashed": StateType.CRASHED, "Cancelled": StateType.CANCELLED}.get(
         state_name, StateType.FAILED)
@@ -78,8 +76,6 @@ def result_ref(store: ResultStore, namespace: str, name: str, ref: str, cache_ke
 
 def transient_state(name: str, status: Mapping[str, Any]) -> State[Any]:
     """The future's state for a TaskRun seen in the non-final state ``name``."""
-    from flowpod.states import AwaitingRetry, Pending, Retrying, Running
-
     message = status.get("message")
     if name == "AwaitingRetry":
         return AwaitingRetry(message=message)
@@ -95,7 +91,6 @@ def safely(build: Callable[[], State[Any]], name: str) -> State[Any]:
     try:
         return build()
     except Exception as exc:  # noqa: BLE001 - the future must resolve, with the reason
-        from flowpod.states import Crashed
 
         return Crashed(message=f"TaskRun {name} finished, but its result could not be read: "
                                f"{type(exc).__name__}: {exc}", data=exc)

@@ -21,12 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 from flowpod._contract.labels import RUNNER_LABEL
 from flowpod._contract.states import FINAL_STATES
+from flowpod._engine.attempts import tlog
+from flowpod._engine.inputs import resolve_inputs
+from flowpod._engine.task_engine import prepare_submission
 from flowpod._kube.futures import KubernetesTaskFuture
 from flowpod._kube.options import OPTION_NAMES, RunnerOptions
 from flowpod._kube.results import final_state, safely, transient_state
 from flowpod._kube.storage_views import StorageViews, local_store, storage_views
 from flowpod._kube.taskrun_api import TaskRunApi, WatchExpired
 from flowpod._kube.taskruns import prepare_taskrun
+from flowpod.exceptions import UpstreamTaskError
+from flowpod.states import Crashed, NotReady, StateType, exception_to_failed_state
 from flowpod.task_runners import TaskRunner
 
 if TYPE_CHECKING:
@@ -58,7 +63,6 @@ class KubernetesTaskRunner(TaskRunner):
     replaces the API access (tests, custom setups). Each option is documented on
     ``RunnerOptions``; ``runner.<option>`` reads it.
     """
-
     options: RunnerOptions
 
     def __init__(
@@ -180,8 +184,6 @@ class KubernetesTaskRunner(TaskRunner):
 
     def submit(self, task: Task[Any, Any], parameters: dict[str, Any],
                wait_for: Any = None) -> FlowpodFuture[Any]:
-        from flowpod._engine.task_engine import prepare_submission
-
         submission = prepare_submission(task, parameters, wait_for)
         future: KubernetesTaskFuture[Any] = KubernetesTaskFuture(submission.task_run)
         with self._lock:
@@ -191,10 +193,6 @@ class KubernetesTaskRunner(TaskRunner):
 
     def _create(self, sub: Submission, future: KubernetesTaskFuture[Any]) -> None:
         """Resolve inputs, write the payload, create the TaskRun (in a submit worker)."""
-        from flowpod._engine.inputs import resolve_inputs
-        from flowpod.exceptions import UpstreamTaskError
-        from flowpod.states import NotReady, exception_to_failed_state
-
         try:
             params = resolve_inputs(sub.parameters, sub.wait_for)
         except UpstreamTaskError as exc:
@@ -264,8 +262,6 @@ class KubernetesTaskRunner(TaskRunner):
         status = obj.get("status") or {}
         state_name = status.get("state")
         if kind == "DELETED" and state_name not in FINAL_STATES:
-            from flowpod.states import Crashed
-
             self._settle(name, future, lambda: Crashed(
                 message=f"TaskRun {name} was deleted before it finished"))
             return
@@ -285,11 +281,7 @@ class KubernetesTaskRunner(TaskRunner):
         self._executor().submit(lambda: self._finish(future, safely(build, name)))
 
     def _finish(self, future: KubernetesTaskFuture[Any], state: State[Any]) -> None:
-        from flowpod._engine.attempts import tlog
-
         if future._resolve(state):
-            from flowpod.states import StateType
-
             level = logging.INFO if state.type is StateType.COMPLETED else logging.ERROR
             tlog(future.task_run, level, "Finished in state %s", state)
 

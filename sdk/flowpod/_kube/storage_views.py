@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from flowpod._storage import StorageConfig
+from flowpod.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from flowpod._contract.pod_settings import StorageSpec
@@ -47,7 +48,6 @@ def storage_spec(storage: StorageSpec | Mapping[str, Any] | None) -> StorageSpec
 
 class StorageViews(NamedTuple):
     """One storage location seen from two places."""
-
     spec: StorageSpec | None
     """What FlowRun/TaskRun specs carry: how the pods reach it (None: the operator's default)."""
     local: StorageSpec | None
@@ -70,7 +70,6 @@ def storage_views(storage: StorageSpec | Mapping[str, Any] | None) -> StorageVie
     from pydantic import ValidationError
 
     from flowpod._contract.pod_settings import StorageSpec
-    from flowpod.exceptions import ConfigurationError
 
     try:
         spec = StorageSpec.model_validate({**local.to_wire(), "endpoint": cluster_endpoint})
@@ -95,7 +94,5 @@ def local_storage(run_storage: Mapping[str, Any] | None) -> StorageSpec | None:
 def local_store(local: StorageSpec | None, missing: str) -> ResultStore:
     """This process's store on ``local``; ConfigurationError ``missing`` when there is none."""
     if local is None:
-        from flowpod.exceptions import ConfigurationError
-
         raise ConfigurationError(missing)
     return StorageConfig.from_spec(local).to_store()

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowpod._contract.keys import flow_code_key
 from flowpod._contract.states import FINAL_STATES
+from flowpod._kube.flowrun_api import FlowRunApi, NotFound
 from flowpod._kube.storage_views import (
     CLUSTER_ENDPOINT_VAR,
     StorageViews,
@@ -36,6 +37,10 @@ from flowpod._kube.storage_views import (
     local_store,
     storage_views,
 )
+from flowpod._kube.taskrun_api import WatchExpired
+from flowpod._storage import get_serializer
+from flowpod.exceptions import CancelledRun, CrashedRun, FailedRun, SerializationError
+from flowpod.flows import Flow
 
 if TYPE_CHECKING:
     from flowpod._contract.pod_settings import StorageSpec
@@ -124,7 +129,6 @@ def dump_flow(flow: Flow[..., Any]) -> bytes:
     import cloudpickle
 
     from flowpod._kube.payloads import _modules_to_pickle_by_value, _pickled_by_value
-    from flowpod.exceptions import SerializationError
 
     def dump(modules: list[ModuleType]) -> bytes:
         with _pickled_by_value(modules):
@@ -203,8 +207,6 @@ def submit(
     be JSON values.
     """
     from flowpod._contract.resources import FlowRunSpec
-    from flowpod._kube.flowrun_api import FlowRunApi
-    from flowpod.flows import Flow
 
     if not isinstance(flow, Flow):
         raise TypeError(f"submit() takes a flow (decorated with @flow), got {type(flow).__name__}")
@@ -251,7 +253,6 @@ def _label(flow: Flow[..., Any]) -> str:
 
 class FlowRunHandle:
     """A FlowRun on the cluster: its state, waiting for the end, and the flow's result."""
-
     def __init__(self, name: str, namespace: str, *, api: FlowRunApi,
                  store: ResultStore | None = None) -> None:
         self.name = name
@@ -290,8 +291,6 @@ class FlowRunHandle:
              on_change: Callable[[dict[str, Any]], object] | None = None) -> str:
         """Block until the FlowRun is final; returns its state name. ``on_change`` gets each
         new version of the object. TimeoutError when ``timeout`` seconds pass first."""
-        from flowpod._kube.taskrun_api import WatchExpired
-
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             obj = self.refresh()
@@ -309,8 +308,6 @@ class FlowRunHandle:
             try:
                 for kind, event_obj in self.api.watch_flowrun(self.namespace, self.name, window):
                     if kind == "DELETED":
-                        from flowpod._kube.flowrun_api import NotFound
-
                         raise NotFound(f"FlowRun {self.namespace}/{self.name} was deleted")
                     if kind in ("ADDED", "MODIFIED"):
                         self._last = event_obj
@@ -331,8 +328,6 @@ class FlowRunHandle:
         status = (self._last or {}).get("status") or {}
         message = status.get("message") or f"FlowRun {self.namespace}/{self.name} is {state}"
         if state != "Completed":
-            from flowpod.exceptions import CancelledRun, CrashedRun, FailedRun
-
             kind = {"Crashed": CrashedRun, "Cancelled": CancelledRun}.get(state, FailedRun)
             raise kind(str(message))
         ref = status.get("resultRef")
@@ -356,14 +351,11 @@ class FlowRunHandle:
 
 def _read_flow_result(store: ResultStore, ref: str) -> Any:
     """The value under ``ref``: pickle first (the default serializer), JSON as a fallback."""
-    from flowpod._storage import get_serializer
-
     data = store.get(ref)
     for serializer in ("pickle", "json"):
         try:
             return get_serializer(serializer).loads(data)
         except Exception:  # noqa: BLE001 - try the other format
             continue
-    from flowpod.exceptions import SerializationError
 
     raise SerializationError(f"the flow result {ref!r} is neither pickle nor JSON")

@@ -31,6 +31,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from flowpod._contract.keys import log_key
+from flowpod._storage import LocalResultStore, store_from_env
+from flowpod.logging import RunFormatter, setup_logging
+from flowpod.pod._flow import run_flow
+from flowpod.pod._task import run_task
+
 if TYPE_CHECKING:
     from flowpod._storage import ResultStore
 
@@ -53,10 +59,7 @@ def store_for_pod() -> ResultStore:
     """The store this pod's environment names: ``FLOWPOD_STORE_PATH``, else S3 from the env."""
     path = os.environ.get(STORE_PATH_VAR, "").strip()
     if path:
-        from flowpod._storage import LocalResultStore
-
         return LocalResultStore(Path(path))
-    from flowpod._storage import store_from_env
 
     store = store_from_env()
     if store is None:
@@ -92,7 +95,6 @@ def _parser() -> argparse.ArgumentParser:
 
 class _Tee(io.TextIOBase):
     """Writes through to the real stream and keeps a copy for the log upload."""
-
     def __init__(self, stream: TextIO, copy: io.StringIO, guard: threading.Lock) -> None:
         self._stream = stream
         self._copy = copy
@@ -125,8 +127,6 @@ def _capture_output() -> io.StringIO:
 def _upload_log(store: ResultStore, namespace: str, name: str, attempt: int,
                 copy: io.StringIO) -> None:
     """Best effort: a log that cannot be stored must not change the attempt's result."""
-    from flowpod._contract.keys import log_key
-
     sys.stdout.flush()
     try:
         store.put(log_key(namespace, name, attempt), copy.getvalue().encode("utf-8", "replace"))
@@ -139,7 +139,6 @@ def _exit_on_sigterm(store: ResultStore, namespace: str, name: str, attempt: int
     """On SIGTERM: note it, upload the log so far, and exit 143 without unwinding the attempt
     (the operator judges it from the pod's status, as it would a process the signal killed).
     Returns the handler it replaced (None: one not set from Python), or False when it set none."""
-
     def terminated(signum: int, frame: object) -> None:
         logging.getLogger("flowpod.pod").warning(
             "received SIGTERM (pod deleted, run cancelled or deadline exceeded): stopping")
@@ -154,8 +153,6 @@ def _exit_on_sigterm(store: ResultStore, namespace: str, name: str, attempt: int
 
 def _log_to_stdout() -> None:
     """flowpod's console handler, on stdout: a pod's stdout is what ``kubectl logs`` shows."""
-    from flowpod.logging import RunFormatter, setup_logging
-
     setup_logging()
     root = logging.getLogger("flowpod")
     for handler in list(root.handlers):
@@ -190,12 +187,8 @@ def _main(args: argparse.Namespace, copy: io.StringIO) -> int:
     previous = _exit_on_sigterm(store, namespace, name, args.attempt, copy)
     try:
         if args.command == "flow":
-            from flowpod.pod._flow import run_flow
-
             completed = run_flow(store, namespace, name, args.attempt).completed
         else:
-            from flowpod.pod._task import run_task
-
             completed = run_task(store, namespace, name, args.attempt).completed
     finally:
         if previous is not False:

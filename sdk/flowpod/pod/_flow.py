@@ -20,7 +20,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from flowpod._contract.keys import flow_result_key
 from flowpod._contract.records import FlowOutcome
+from flowpod._storage import get_serializer
 from flowpod._storage.run_files import write_flow_outcome
+from flowpod.flows import Flow
+from flowpod.kubernetes import FLOWRUN_NAME_VAR, FLOWRUN_UID_VAR, KubernetesTaskRunner
 from flowpod.pod._task import outcome_state_name
 
 if TYPE_CHECKING:
@@ -53,8 +56,6 @@ def read_flowrun(namespace: str, name: str) -> Mapping[str, Any]:
 
 def load_flow(spec: Any, store: ResultStore) -> Flow[Any, Any]:
     """The flow ``spec`` names; FlowLoadError with a how-to-fix message when there is none."""
-    from flowpod.flows import Flow
-
     if spec.entrypoint:
         module_name, _, attr = str(spec.entrypoint).partition(":")
         try:
@@ -105,8 +106,6 @@ def _validated(flow: Flow[Any, Any], parameters: Mapping[str, Any]) -> dict[str,
 
 
 def _task_runner(flowrun: Any, namespace: str) -> Any:
-    from flowpod.kubernetes import KubernetesTaskRunner
-
     spec = flowrun.spec
     defaults = spec.task_defaults
     image = (defaults.image if defaults else None) or spec.image
@@ -141,7 +140,6 @@ def run_flow(store: ResultStore, namespace: str, name: str, attempt: int,
     except Exception as exc:  # noqa: BLE001 - the FlowRun could not be read or parsed
         return _failed(store, namespace, name, attempt,
                        f"cannot start flow run {namespace}/{name}: {type(exc).__name__}: {exc}")
-    from flowpod.kubernetes import FLOWRUN_NAME_VAR, FLOWRUN_UID_VAR
 
     os.environ[FLOWRUN_NAME_VAR] = name
     os.environ[FLOWRUN_UID_VAR] = flowrun.metadata.uid or ""
@@ -167,8 +165,6 @@ def run_flow(store: ResultStore, namespace: str, name: str, attempt: int,
     result_ref: str | None = None
     message = state.message
     if state_name == "Completed":
-        from flowpod._storage import get_serializer
-
         try:
             value = state.result()
             data = get_serializer("pickle").dumps(value)

@@ -30,10 +30,13 @@ from flowpod._engine.attempts import (
 )
 from flowpod._engine.retries import retry_condition_allows
 from flowpod._kube.payloads import FlowRunInfo, TaskPayload, read_payload
-from flowpod._storage import write_exception, write_outcome, write_result
+from flowpod._storage import CacheStore, write_exception, write_outcome, write_result
+from flowpod.context import FlowRunContext, _flow_run_var
 from flowpod.context.runs import FlowRun, TaskRun
 from flowpod.exceptions import SerializationError
-from flowpod.states import Pending, State, StateType, exception_to_failed_state
+from flowpod.flows import Flow
+from flowpod.states import Pending, State, StateType, exception_to_failed_state, get_state_exception
+from flowpod.task_runners import ThreadPoolTaskRunner
 
 if TYPE_CHECKING:
     from flowpod._storage import ResultStore
@@ -69,13 +72,8 @@ def _task_run_record(payload: TaskPayload, attempt: int) -> TaskRun:
 def _flow_context(info: FlowRunInfo, log_prints: bool) -> FlowRunContext | None:
     """A flow-run context standing in for the submitting side's, for runtime.flow_run and
     for tasks the task itself calls or submits (those run here, in this pod)."""
-    from flowpod.context import FlowRunContext
-    from flowpod.flows import Flow
-    from flowpod.task_runners import ThreadPoolTaskRunner
-
     def placeholder() -> None:
         """Stands in for the flow, which runs elsewhere."""
-
     try:
         flow: Flow[[], None] = Flow(placeholder, name=info.flow_name,
                                     persist_result=info.persist_result,
@@ -111,8 +109,6 @@ def _persist(payload: TaskPayload, store: ResultStore, namespace: str, name: str
     """Store a Completed attempt's value; a value that does not serialise fails the attempt."""
     try:
         if payload.cache_key is not None:
-            from flowpod._storage import CacheStore
-
             expiration = payload.cache_expiration_seconds
             record = CacheStore(store).commit(
                 payload.cache_key,
@@ -131,8 +127,6 @@ def _persist(payload: TaskPayload, store: ResultStore, namespace: str, name: str
 
 def _log_failure(task_run: TaskRun, state: State[Any], retries: int, allows: bool) -> bool:
     """Log why the attempt failed and what follows; True when a retry may follow."""
-    from flowpod.states import get_state_exception
-
     # The operator chooses the delay; here only whether a retry may follow matters.
     decision = decide_retry(task_run.run_count, retries, (), None, condition_allows=allows)
     level, message, args = failure_log(
@@ -173,8 +167,6 @@ def run_task(store: ResultStore, namespace: str, name: str, attempt: int) -> Out
 
 def _run_payload(store: ResultStore, namespace: str, name: str, attempt: int,
                  payload: TaskPayload) -> Outcome:
-    from flowpod.context import _flow_run_var
-
     task = payload.task
     task_run = _task_run_record(payload, attempt)
     flow_ctx = _flow_context(payload.flow_run, payload.log_prints) if payload.flow_run else None
@@ -206,8 +198,6 @@ def _write_outcome(store: ResultStore, namespace: str, name: str, attempt: int,
                    serializer: str) -> Outcome:
     exception_text = exception_ref = None
     if state.type is not StateType.COMPLETED:
-        from flowpod.states import get_state_exception
-
         exc = get_state_exception(state)
         exception_text = repr(exc)
         if isinstance(state.data, BaseException):
