@@ -16,7 +16,7 @@ from flowpod.futures import FlowpodFuture
 from flowpod.states import State, StateType
 from flowpod.utilities.annotations import BaseAnnotation, allow_failure, quote
 
-__all__ = ["inputs_steps", "needs_waiting", "resolve_inputs"]
+__all__ = ["inputs_ready", "inputs_steps", "needs_waiting", "resolve_inputs"]
 
 _SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
 
@@ -88,6 +88,9 @@ def resolve_inputs(parameters: dict[str, Any], wait_for: Any) -> dict[str, Any]:
     return resolved
 
 
+_SCALARS = frozenset({int, float, str, bytes, bool, type(None)})
+
+
 def needs_waiting(value: Any) -> bool:
     if isinstance(value, FlowpodFuture):
         return True
@@ -100,9 +103,20 @@ def needs_waiting(value: Any) -> bool:
     return False
 
 
+def inputs_ready(parameters: dict[str, Any], wait_for: Any) -> bool:
+    """Nothing to wait for: no ``wait_for`` and no upstream future among the parameters."""
+    if wait_for:
+        return False
+    for value in parameters.values():
+        # Scalars are most arguments; this runs on every call, so skip the full check for them.
+        if type(value) not in _SCALARS and needs_waiting(value):
+            return False
+    return True
+
+
 def inputs_steps(parameters: dict[str, Any], wait_for: Any) -> Steps[dict[str, Any]]:
     """``resolve_inputs`` as a step of a run: waiting on upstream futures blocks, so an async run
     does it off the event loop (only when there is something to wait for)."""
-    if wait_for or any(needs_waiting(v) for v in parameters.values()):
+    if not inputs_ready(parameters, wait_for):
         return (yield Blocking(resolve_inputs, parameters, wait_for))  # type: ignore[no-any-return]
     return resolve_inputs(parameters, None)

@@ -36,7 +36,7 @@ from flowpod._engine.caching import (
     lookup,
 )
 from flowpod._engine.effects import Blocking, Steps, run_async, run_sync
-from flowpod._engine.inputs import inputs_steps, needs_waiting
+from flowpod._engine.inputs import inputs_ready, inputs_steps, needs_waiting, resolve_inputs
 from flowpod._engine.retries import attempts_steps
 from flowpod.context import FlowRunContext, TaskRunContext, _flow_run_var, _tags_var, _task_run_var
 from flowpod.context.runs import TaskRun, render_run_name
@@ -125,23 +125,34 @@ def effective_log_prints(
 # -- finishing ----------------------------------------------------------------------------------
 
 
-def finalize_steps(task: TaskLike, task_run: TaskRun, state: State[Any]) -> Steps[State[Any]]:
-    """Record the final state, run the hooks it calls for, log "Finished in state ..."."""
+def record_final(task: TaskLike, task_run: TaskRun, state: State[Any]) -> list[Any] | None:
+    """Record the final state (and a failure in the flow run); the hooks it calls for, if any."""
     task_run.set_state(state)
     kind = state.type
     if kind is StateType.COMPLETED:
-        if task.on_completion:
-            yield from hook_steps(task.on_completion, task, task_run, state, tlog)
-    elif kind is StateType.FAILED or kind is StateType.CRASHED:
+        return task.on_completion or None
+    if kind is StateType.FAILED or kind is StateType.CRASHED:
         flow_ctx = _flow_run_var.get()
         if flow_ctx is not None:
             flow_ctx.task_run_failed = True
-        if task.on_failure:
-            yield from hook_steps(task.on_failure, task, task_run, state, tlog)
-    level = _INFO if kind is StateType.COMPLETED else _ERROR
+        return task.on_failure or None
+    return None
+
+
+def log_finished(task_run: TaskRun, state: State[Any]) -> State[Any]:
+    """Log "Finished in state ..." (INFO when Completed, else ERROR); returns ``state``."""
+    level = _INFO if state.type is StateType.COMPLETED else _ERROR
     if TASK_LOGGER.isEnabledFor(level):
         tlog(task_run, level, "Finished in state %s", state)
     return state
+
+
+def finalize_steps(task: TaskLike, task_run: TaskRun, state: State[Any]) -> Steps[State[Any]]:
+    """Record the final state, run the hooks it calls for, log "Finished in state ..."."""
+    hooks = record_final(task, task_run, state)
+    if hooks:
+        yield from hook_steps(hooks, task, task_run, state, tlog)
+    return log_finished(task_run, state)
 
 
 def _outcome(state: State[Any], return_state: bool) -> Any:
@@ -185,7 +196,12 @@ def run_steps(
 ) -> Steps[State[Any]]:
     """A task run from its Pending state to its final one."""
     try:
-        params = yield from inputs_steps(parameters, wait_for)
+        # The common case (nothing to wait for) without a generator of its own: this is the
+        # per-call hot path.
+        if inputs_ready(parameters, wait_for):
+            params = resolve_inputs(parameters, None)
+        else:
+            params = yield from inputs_steps(parameters, wait_for)
     except UpstreamTaskError as exc:
         if announce:
             announce_run(flow_ctx, task, task_run, False)
@@ -203,7 +219,10 @@ def run_steps(
         return (yield from finalize_steps(task, task_run, failed))
     if plan is None:
         state = yield from attempts_steps(task, task_run, params, log_prints)
-        return (yield from finalize_steps(task, task_run, state))
+        hooks = record_final(task, task_run, state)
+        if hooks:
+            yield from hook_steps(hooks, task, task_run, state, tlog)
+        return log_finished(task_run, state)
     store, key = plan
     task_run.cache_key = key
     release = yield AcquireLock(store.lock(key))
