@@ -32,14 +32,26 @@ PUBLIC_MODULES = [
 def test_top_level_all_is_sorted_and_exactly_the_public_names() -> None:
     names = flowpod.__all__
     assert names == sorted(names)
+    # The names load on first use: resolve every one, then nothing else may be public.
+    for name in names:
+        assert getattr(flowpod, name) is not None
     public = {
         name
         for name, value in vars(flowpod).items()
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
     assert public == set(names) - {"__version__"}
-    for name in names:
-        assert getattr(flowpod, name) is not None
+
+
+def test_importing_a_private_package_does_not_load_the_engine() -> None:
+    # What the operator imports: the run contract and storage, nothing of tasks, flows, engine.
+    code = (
+        "import sys, flowpod._contract.resources, flowpod._contract.lifecycle, flowpod._storage;"
+        "print(','.join(sorted(m for m in sys.modules if m.startswith("
+        "('flowpod._engine', 'flowpod.tasks', 'flowpod.flows', 'flowpod.task_runners')))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
 
 
 def test_top_level_exposes_the_prefect_compatible_names() -> None:
