@@ -32,6 +32,7 @@ __all__ = [
     "EnvVarSource",
     "ImagePullPolicy",
     "NonNegativeInt",
+    "OomMemoryRaise",
     "PositiveSeconds",
     "ResourceRequirements",
     "SecretCredentialsRef",
@@ -195,6 +196,16 @@ class _PodSettings(_Model):
     tolerations: Annotated[list[dict[str, Any]], Field(max_length=64)] | None = Field(
         default=None, description="Pod tolerations, passed to the pod unchanged."
     )
+
+
+class OomMemoryRaise(_Model):
+    """After an attempt is OOMKilled, give the next attempt more memory: the memory limit (and a
+    request above it) times ``factor``, up to ``max``."""
+
+    factor: Annotated[float, Field(gt=1, le=16)] = Field(
+        default=2.0, description="Multiply the memory limit by this after each OOMKilled attempt."
+    )
+    max: Quantity = Field(description="Never raise the memory limit above this, e.g. '4Gi'.")
 
 
 # -- storage ------------------------------------------------------------------------------------

@@ -25,7 +25,9 @@ from flowpod._contract.pod_settings import (
     _ENTRYPOINT,
     DnsName,
     NonNegativeInt,
+    OomMemoryRaise,
     PositiveSeconds,
+    Quantity,
     ResourceRequirements,
     Seconds,
     StorageSpec,
@@ -65,6 +67,9 @@ class StateTransition(_Status):
     type: StateType
     timestamp: datetime
     message: str | None = None
+    reason: str | None = Field(
+        default=None, description="Why, as one CamelCase word (e.g. OOMKilled, PendingTimeout)."
+    )
     attempt: NonNegativeInt = 0
 
 
@@ -88,9 +93,22 @@ class ObjectMeta(BaseModel):
 
 
 class _RunSpec(_PodSettings):
-    """What a TaskRun's and a FlowRun's spec share beyond pod settings: making the object."""
+    """What a TaskRun's and a FlowRun's spec share beyond pod settings: how long an attempt may
+    take to start, what an OOMKill changes, and making the object."""
 
     kind: ClassVar[str]
+
+    pending_timeout_seconds: PositiveSeconds | None = Field(
+        default=None,
+        description=(
+            "How long an attempt may wait to start (pod creation, scheduling, image pull) before "
+            "it ends Crashed with the reason it could not; the operator's default when unset."
+        ),
+    )
+    oom_memory_raise: OomMemoryRaise | None = Field(
+        default=None,
+        description="After an OOMKilled attempt, raise the next attempt's memory limit.",
+    )
 
     def to_manifest(
         self,
@@ -161,6 +179,16 @@ class TaskRunStatus(_Status):
         default=None, description="Result-store key of the result, once Completed."
     )
     message: str | None = None
+    reason: str | None = Field(
+        default=None,
+        description=(
+            "Why the run is in its state, or cannot progress, as one CamelCase word "
+            "(e.g. ServiceAccountNotFound, Unschedulable, OOMKilled, PendingTimeout)."
+        ),
+    )
+    memory_limit: Quantity | None = Field(
+        default=None, description="The current attempt's memory limit, once raised after OOMKills."
+    )
     start_time: datetime | None = None
     end_time: datetime | None = None
     duration: str | None = Field(
@@ -264,6 +292,10 @@ class FlowRunStatus(_Status):
     pod: str | None = None
     result_ref: str | None = None
     message: str | None = None
+    reason: str | None = Field(
+        default=None,
+        description="Why the run is in its state, or cannot progress, as one CamelCase word.",
+    )
     start_time: datetime | None = None
     end_time: datetime | None = None
     duration: str | None = None
