@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flowpod._contract.lifecycle import Schedule, failure_suffix
+from flowpod._contract.reasons import Reason
 from flowpod._contract.records import CacheRecord, Outcome
 from flowpod._contract.resources import TaskRunResource
 from flowpod._contract.retrying import decide_retry
@@ -43,13 +44,21 @@ from flowpod._contract.status import (
     iso,
     state_fields,
 )
+from flowpod_operator.memory import raised_limit
 from flowpod_operator.pods import pod_name
+from flowpod_operator.problems import (
+    Trouble,
+    container_memory_limit,
+    ended_pod,
+    pending_pod_trouble,
+    pod_failure_reason,
+)
 
 __all__ = [
     "FINAL_STATES",
-    "STUCK_REASONS",
     "Action",
     "CreatePod",
+    "DeletePod",
     "Decision",
     "Event",
     "PatchStatus",
@@ -57,15 +66,13 @@ __all__ = [
     "decide",
     "pod_attempt",
     "pod_failure_reason",
+    "report",
 ]
 
+# How soon a refused pod create is tried again (the operator's error backoff also applies).
+_CREATE_RETRY_S = 5.0
 # States in which the current attempt's pod exists (or is about to).
 _ACTIVE_STATES = frozenset({StateName.PENDING, StateName.RUNNING, StateName.RETRYING})
-# Container waiting reasons that will not resolve by themselves: the user has to act.
-STUCK_REASONS = frozenset(
-    {"CreateContainerConfigError", "CreateContainerError", "ErrImagePull", "ImagePullBackOff",
-     "InvalidImageName", "ErrImageNeverPull"}
-)
 
 
 # -- actions ------------------------------------------------------------------------------------
@@ -74,6 +81,13 @@ STUCK_REASONS = frozenset(
 @dataclass(frozen=True)
 class CreatePod:
     """Create the pod of ``attempt`` (a 409 means it exists already: adopt it)."""
+
+    attempt: int
+
+
+@dataclass(frozen=True)
+class DeletePod:
+    """Delete the pod of ``attempt`` (it will never start, or must not start late)."""
 
     attempt: int
 
@@ -110,7 +124,7 @@ class Requeue:
     after_s: float
 
 
-Action = CreatePod | PatchStatus | Event | Requeue
+Action = CreatePod | DeletePod | PatchStatus | Event | Requeue
 
 
 @dataclass(frozen=True)
@@ -135,37 +149,6 @@ def pod_attempt(pod: Mapping[str, Any]) -> int | None:
         return int(labels.get("flowpod.dev/attempt", ""))
     except ValueError:
         return None
-
-
-def _terminated_states(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    statuses = pod.get("status", {}).get("containerStatuses") or []
-    found = []
-    for status in statuses:
-        for part in ("state", "lastState"):
-            terminated = (status.get(part) or {}).get("terminated")
-            if terminated:
-                found.append(terminated)
-    return found
-
-
-def pod_failure_reason(pod: Mapping[str, Any]) -> str | None:
-    """Why a pod ended, when the reason is one the operator treats specially:
-    ``DeadlineExceeded`` (activeDeadlineSeconds), ``Evicted`` or ``OOMKilled``."""
-    reason = pod.get("status", {}).get("reason")
-    if reason in ("DeadlineExceeded", "Evicted"):
-        return str(reason)
-    for terminated in _terminated_states(pod):
-        if terminated.get("reason") == "OOMKilled":
-            return "OOMKilled"
-    return None
-
-
-def _exit_code(pod: Mapping[str, Any]) -> int | None:
-    for terminated in _terminated_states(pod):
-        code = terminated.get("exitCode")
-        if isinstance(code, int):
-            return code
-    return None
 
 
 def _pod_name(pod: Mapping[str, Any]) -> str:
@@ -205,12 +188,17 @@ def decide(
     cache_hit: CacheRecord | None,
     now: datetime,
     rng: random.Random | None = None,
+    *,
+    trouble: Trouble | None = None,
+    pending_timeout: float | None = None,
 ) -> Decision:
     """The actions that follow from what was observed.
 
     ``pod`` is the current attempt's pod (None: it does not exist); ``outcome`` the current
     attempt's outcome record (None: not written); ``cache_hit`` the record under
-    ``spec.cacheKey`` (None: none).
+    ``spec.cacheKey`` (None: none); ``trouble`` why the last try to create the attempt's pod
+    failed (None: it did not); ``pending_timeout`` the operator's default for how long an
+    attempt may take to start (``spec.pendingTimeoutSeconds`` wins).
     """
     state = taskrun.status.state
     if state in FINAL_STATES:
@@ -220,7 +208,8 @@ def decide(
     if state is StateName.AWAITING_RETRY:
         return _after_delay(taskrun, now)
     if state in _ACTIVE_STATES:
-        return _observe_attempt(taskrun, pod, outcome, now, rng)
+        limit = taskrun.spec.pending_timeout_seconds or pending_timeout
+        return _observe_attempt(taskrun, pod, outcome, now, rng, trouble, limit)
     return NOTHING
 
 
@@ -284,6 +273,8 @@ def _observe_attempt(
     outcome: Outcome | None,
     now: datetime,
     rng: random.Random | None,
+    trouble: Trouble | None,
+    pending_timeout: float | None,
 ) -> Decision:
     status = taskrun.status
     attempt = status.attempt
@@ -292,21 +283,31 @@ def _observe_attempt(
     if pod is None:
         if outcome is not None:
             return _conclude(taskrun, outcome_state(outcome), outcome, now, rng, None)
+        if trouble is not None and trouble.attempt in (0, attempt) \
+                and status.state is not StateName.RUNNING:
+            return _cannot_start(taskrun, None, trouble, now, rng, pending_timeout)
         message = f"Pod {status.pod or '?'} of attempt {attempt} disappeared before it finished"
-        return _conclude(taskrun, StateName.CRASHED, None, now, rng, message)
+        return _conclude(taskrun, StateName.CRASHED, None, now, rng, message,
+                         reason=Reason.POD_DELETED)
     phase = pod.get("status", {}).get("phase")
     if phase == "Succeeded":
         if outcome is None:
             message = f"Pod {_pod_name(pod)} exited 0 without writing an outcome record"
             return _conclude(taskrun, StateName.CRASHED, None, now, rng, message,
-                             running_since=_started(pod))
+                             running_since=_started(pod), reason=Reason.NO_OUTCOME)
         return _conclude(taskrun, outcome_state(outcome), outcome, now, rng, None,
                          running_since=_started(pod))
-    if phase == "Failed":
-        state, why = _failed_pod_state(taskrun, pod, outcome)
-        return _conclude(taskrun, state, outcome, now, rng, why, running_since=_started(pod))
+    if phase == "Failed" or (phase == "Unknown" and pod_failure_reason(pod) == "NodeLost"):
+        state, reason, why = ended_pod(
+            pod, taskrun.spec.timeout_seconds,
+            outcome_state(outcome) if outcome is not None else None,
+        )
+        if reason is None and state is StateName.FAILED:
+            reason = Reason.TASK_FAILED
+        return _conclude(taskrun, state, outcome, now, rng, why, running_since=_started(pod),
+                         reason=reason, memory_limit=container_memory_limit(pod))
     if phase == "Pending":
-        return _maybe_stuck(taskrun, pod)
+        return _cannot_start(taskrun, pod, pending_pod_trouble(pod), now, rng, pending_timeout)
     if phase == "Running" and status.state is not StateName.RUNNING:
         at = _started(pod) or now
         return Decision((
@@ -318,25 +319,61 @@ def _observe_attempt(
     return NOTHING
 
 
-def _waiting(pod: Mapping[str, Any]) -> tuple[str, str] | None:
-    for status in pod.get("status", {}).get("containerStatuses") or ():
-        waiting = (status.get("state") or {}).get("waiting") or {}
-        if waiting.get("reason") in STUCK_REASONS:
-            return str(waiting["reason"]), str(waiting.get("message") or "")
-    return None
+def attempt_started(taskrun: TaskRunResource) -> datetime | None:
+    """When the current attempt began: its first history entry (Pending or Retrying)."""
+    attempt = taskrun.status.attempt
+    for entry in taskrun.status.history:
+        if entry.attempt == attempt and entry.state in (StateName.PENDING, StateName.RETRYING):
+            return entry.timestamp
+    return taskrun.status.start_time
 
 
-def _maybe_stuck(taskrun: TaskRunResource, pod: Mapping[str, Any]) -> Decision:
-    """A pod that cannot start (missing Secret, bad image) stays Pending: say why, once. The
-    state does not change - fixing the cause lets the same pod start."""
-    stuck = _waiting(pod)
-    if stuck is None:
+def report(taskrun: TaskRunResource, trouble: Trouble) -> Decision:
+    """Say why the run cannot progress - in its status and a Warning event - unless it already
+    says exactly that (so a problem is told once per change, not once per look)."""
+    status = taskrun.status
+    if (status.reason, status.message) == (trouble.reason, trouble.message):
         return NOTHING
-    reason, detail = stuck
-    message = f"Pod {_pod_name(pod)} cannot start: {reason}" + (f": {detail}" if detail else "")
-    if taskrun.status.message == message:
-        return NOTHING
-    return Decision((PatchStatus({"message": message}), Event("Warning", reason, message)))
+    return Decision((
+        PatchStatus({"message": trouble.message, "reason": trouble.reason}),
+        Event("Warning", trouble.reason, trouble.message),
+    ))
+
+
+def _cannot_start(
+    taskrun: TaskRunResource,
+    pod: Mapping[str, Any] | None,
+    trouble: Trouble | None,
+    now: datetime,
+    rng: random.Random | None,
+    pending_timeout: float | None,
+) -> Decision:
+    """The attempt has not started: say why (once per change of reason), end it at once when
+    waiting cannot help, end it at the pending deadline otherwise, and look again."""
+    status = taskrun.status
+    attempt = status.attempt
+    drop = (DeletePod(attempt),) if pod is not None else ()
+    if trouble is not None and trouble.permanent:
+        ended = _conclude(taskrun, StateName.CRASHED, None, now, rng, trouble.message,
+                          reason=trouble.reason, retryable=False)
+        return Decision((*drop, *ended.actions))
+    started = attempt_started(taskrun) or now
+    waited = (now - started).total_seconds()
+    if pending_timeout is not None and waited >= pending_timeout:
+        why = f": {trouble.message}" if trouble is not None else ""
+        message = f"Attempt {attempt} could not start within {pending_timeout:g} s{why}"
+        ended = _conclude(taskrun, StateName.CRASHED, None, now, rng, message,
+                          reason=Reason.PENDING_TIMEOUT)
+        return Decision((*drop, *ended.actions))
+    actions: list[Action] = list(report(taskrun, trouble).actions) if trouble else []
+    if pod is None and trouble is not None:
+        actions.append(CreatePod(attempt))  # try again: the cause may be fixed by now
+    left = None if pending_timeout is None else max(pending_timeout - waited, 0.0)
+    if pod is None and trouble is not None:
+        actions.append(Requeue(min(_CREATE_RETRY_S, left) if left is not None else _CREATE_RETRY_S))
+    elif left is not None:
+        actions.append(Requeue(left))
+    return Decision(tuple(actions))
 
 
 def outcome_state(outcome: Outcome) -> StateName:
@@ -348,36 +385,6 @@ def _started(pod: Mapping[str, Any]) -> datetime | None:
     return _parse_time(pod.get("status", {}).get("startTime"))
 
 
-def _failed_pod_state(
-    taskrun: TaskRunResource, pod: Mapping[str, Any], outcome: Outcome | None
-) -> tuple[StateName, str | None]:
-    name = _pod_name(pod)
-    reason = pod_failure_reason(pod)
-    if reason == "DeadlineExceeded":
-        limit = taskrun.spec.timeout_seconds
-        if limit is None:
-            return StateName.TIMED_OUT, f"Pod {name} exceeded its activeDeadlineSeconds"
-        deadline = pod.get("spec", {}).get("activeDeadlineSeconds")
-        at = f" at activeDeadlineSeconds={deadline}" if deadline is not None else ""
-        return StateName.TIMED_OUT, (
-            f"Task run exceeded timeout_seconds={limit:g}: pod {name} did not stop by itself "
-            f"and was ended by the kubelet{at}"
-        )
-    if reason == "Evicted":
-        detail = pod.get("status", {}).get("message") or "no message"
-        return StateName.CRASHED, f"Pod {name} was evicted ({detail})"
-    if reason == "OOMKilled":
-        return StateName.CRASHED, (
-            f"Pod {name} was OOMKilled: the task used more memory than its limit; raise "
-            "resources.limits.memory"
-        )
-    if outcome is not None:
-        return outcome_state(outcome), None
-    return StateName.CRASHED, (
-        f"Pod {name} failed without writing an outcome record (exit code {_exit_code(pod)})"
-    )
-
-
 def _conclude(
     taskrun: TaskRunResource,
     state: StateName,
@@ -387,6 +394,9 @@ def _conclude(
     message: str | None,
     *,
     running_since: datetime | None = None,
+    reason: str | None = None,
+    retryable: bool = True,
+    memory_limit: str | None = None,
 ) -> Decision:
     spec, status = taskrun.spec, taskrun.status
     attempt = status.attempt
@@ -400,7 +410,7 @@ def _conclude(
         history.append(history_entry(StateName.RUNNING, running_since, attempt, None))
     if state is StateName.COMPLETED:
         message = message or "Task run completed"
-        fields = {
+        fields: dict[str, Any] = {
             **state_fields(StateName.COMPLETED, message),
             **_final_fields(taskrun, now),
             "resultRef": outcome.result_ref if outcome is not None else None,
@@ -411,6 +421,14 @@ def _conclude(
             Event("Normal", "Completed", f"Attempt {attempt}: {message}"),
         ))
     message = message or f"Attempt {attempt} ended {state.value}"
+    history.append(history_entry(state, now, attempt, message, reason))
+    if not retryable:
+        # Waiting or retrying cannot help (a missing ServiceAccount or Secret): end here.
+        fields = {**state_fields(state, message, reason), **_final_fields(taskrun, now)}
+        return Decision((
+            PatchStatus(fields, tuple(history)),
+            Event("Warning", _event_reason(state, reason), f"Attempt {attempt}: {message}"),
+        ))
     # A pod killed from outside (timeout, eviction, deletion) never asked retry_condition_fn;
     # only an outcome the pod wrote carries its verdict.
     allows = outcome.retry_allowed if outcome is not None and state is StateName.FAILED else True
@@ -418,16 +436,22 @@ def _conclude(
         max(attempt, 1), spec.retries, spec.retry_delay_seconds, spec.retry_jitter_factor,
         condition_allows=allows, rng=rng,
     )
-    history.append(history_entry(state, now, attempt, message))
     suffix = failure_suffix(verdict, spec.retries, allows, Schedule.OPERATOR)
     if verdict.retry:
         due = now + timedelta(seconds=verdict.delay_seconds)
         retry_message = f"{message} - {suffix}"
         fields = {
-            **state_fields(StateName.AWAITING_RETRY, retry_message),
+            **state_fields(StateName.AWAITING_RETRY, retry_message, reason),
             "nextRetryAt": iso(due),
         }
-        history.append(history_entry(StateName.AWAITING_RETRY, now, attempt, retry_message))
+        raised = _raised_memory(taskrun, reason, memory_limit)
+        if raised is not None:
+            fields["memoryLimit"] = raised
+            retry_message = f"{retry_message}, with its memory limit raised to {raised}"
+            fields["message"] = retry_message
+        history.append(
+            history_entry(StateName.AWAITING_RETRY, now, attempt, retry_message, reason)
+        )
         return Decision((
             PatchStatus(fields, tuple(history)),
             Event("Warning", "AwaitingRetry", f"Attempt {attempt}: {retry_message}"),
@@ -435,9 +459,27 @@ def _conclude(
         ))
     if suffix is not None:
         message = f"{message} - {suffix}"
-    fields = {**state_fields(state, message), **_final_fields(taskrun, now)}
-    history[-1] = history_entry(state, now, attempt, message)
+    fields = {**state_fields(state, message, reason), **_final_fields(taskrun, now)}
+    history[-1] = history_entry(state, now, attempt, message, reason)
     return Decision((
         PatchStatus(fields, tuple(history)),
-        Event("Warning", state.value, f"Attempt {attempt}: {message}"),
+        Event("Warning", _event_reason(state, reason), f"Attempt {attempt}: {message}"),
     ))
+
+
+def _event_reason(state: StateName, reason: str | None) -> str:
+    """A final event's reason: the cause when it names one beyond the state itself."""
+    return reason if reason is not None and reason != Reason.TASK_FAILED else state.value
+
+
+def _raised_memory(
+    taskrun: TaskRunResource, reason: str | None, limit: str | None
+) -> str | None:
+    """After an OOMKill, the next attempt's memory limit under ``spec.oomMemoryRaise``."""
+    raise_by = taskrun.spec.oom_memory_raise
+    if reason != Reason.OOM_KILLED or raise_by is None:
+        return None
+    current = taskrun.status.memory_limit or limit
+    if current is None:
+        return None  # no limit to raise: the node itself ran out of memory
+    return raised_limit(current, raise_by.factor, raise_by.max)

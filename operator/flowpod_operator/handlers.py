@@ -22,23 +22,28 @@ import logging
 import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
+from flowpod._contract.reasons import Reason
 from flowpod._contract.resources import GROUP, VERSION, TaskRunResource
 from flowpod._contract.states import StateName
+from flowpod._storage import S3StoreError
 from flowpod_operator.decisions import (
     FINAL_STATES,
     CreatePod,
+    DeletePod,
     Event,
     PatchStatus,
     Requeue,
     decide,
+    report,
 )
 from flowpod_operator.flowruns import FlowRunController
-from flowpod_operator.kube import Conflict, KubeApi
+from flowpod_operator.kube import ApiError, Conflict, KubeApi
 from flowpod_operator.pods import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -46,6 +51,7 @@ from flowpod_operator.pods import (
     pod_manifest,
     pod_name,
 )
+from flowpod_operator.problems import Trouble, create_refusal
 from flowpod_operator.reconciling import Key, KeyedLoop
 from flowpod_operator.settings import OperatorConfig
 from flowpod_operator.store import StoreRegistry, start_bucket_creator
@@ -105,6 +111,8 @@ class Reconciler(KeyedLoop):
         )
         self.taskruns: dict[Key, dict[str, Any]] = {}
         self.pods: dict[Key, dict[str, Any]] = {}
+        # Why the last create of a run's pod was refused (forgotten once one is created).
+        self.troubles: dict[Key, Trouble] = {}
 
     def _tracks(self, key: Key) -> bool:
         return key in self.taskruns
@@ -144,6 +152,7 @@ class Reconciler(KeyedLoop):
 
     def _forget(self, key: Key) -> None:
         body = self.taskruns.pop(key, None)
+        self.troubles.pop(key, None)
         self._drop_key(key)
         attempts = int((body or {}).get("status", {}).get("attempt") or 0)
         for attempt in range(1, attempts + 1):
@@ -190,6 +199,7 @@ class Reconciler(KeyedLoop):
     def _finished(self, key: Key, taskrun: TaskRunResource) -> None:
         # Finished runs need no memory: later events for them decide nothing.
         self.taskruns.pop(key, None)
+        self.troubles.pop(key, None)
         self._locks.pop(key, None)
         for attempt in range(1, taskrun.status.attempt + 1):
             self.pods.pop((key[0], pod_name(key[1], attempt)), None)
@@ -203,6 +213,42 @@ class Reconciler(KeyedLoop):
             self.pods[(key[0], name)] = seen if seen is not None else _GONE
         return None if seen is _GONE else seen
 
+    async def _read_store(self, key: Key, body: dict[str, Any], taskrun: TaskRunResource,
+                          read: Callable[..., Any], *args: Any) -> Any:
+        """A read from the result store; when the store fails, the run says so (once per
+        change) before the error goes to the retry backoff."""
+        try:
+            return await self._call(read, *args)
+        except S3StoreError as exc:
+            told = report(taskrun, Trouble(Reason.STORAGE_UNAVAILABLE,
+                                           f"The result store cannot be read: {exc}"))
+            for action in told.of(PatchStatus):
+                patched = await self._call(self.api.patch_status, key[0], key[1],
+                                           body.get("metadata", {}).get("resourceVersion"),
+                                           action.status_patch([]))
+                self.taskruns[key] = patched
+            for event in told.of(Event):
+                self._spawn(self._call(self.api.post_event, body, event.type, event.reason,
+                                       event.message))
+            raise
+
+    async def _create_pod(self, key: Key, taskrun: TaskRunResource, attempt: int) -> None:
+        manifest = pod_manifest(taskrun, attempt, self.config)
+        pod_key = (key[0], manifest["metadata"]["name"])
+        try:
+            created = await self._call(self.api.create_pod, manifest)
+        except ApiError as exc:
+            if exc.status >= 500 or exc.status == 429:
+                raise  # the API server's own trouble: the error backoff tries again
+            refusal = create_refusal(exc.status, exc.body, pod_key[1])
+            self.troubles[key] = replace(refusal, attempt=attempt)
+            self.pods[pod_key] = _GONE
+            self.schedule(key, 0.0)  # say why at once, from the status the decision wrote
+            return
+        self.troubles.pop(key, None)
+        if _newer(created, self.pods.get(pod_key)):
+            self.pods[pod_key] = created
+
     async def _step(self, key: Key, body: dict[str, Any], taskrun: TaskRunResource) -> None:
         state = taskrun.status.state
         pod: dict[str, Any] | None = None
@@ -212,17 +258,19 @@ class Reconciler(KeyedLoop):
             pod = await self._observe_pod(key, taskrun)
             phase = (pod or {}).get("status", {}).get("phase")
             if pod is None or phase in ("Succeeded", "Failed"):
-                outcome = await self._call(self.stores.outcome, taskrun, taskrun.status.attempt)
+                outcome = await self._read_store(key, body, taskrun, self.stores.outcome,
+                                                 taskrun, taskrun.status.attempt)
         elif state is None and taskrun.spec.cache_key and not taskrun.spec.refresh_cache:
-            cache_hit = await self._call(self.stores.cache_record, taskrun)
-        decision = decide(taskrun, pod, outcome, cache_hit, self.clock(), self.rng)
+            cache_hit = await self._read_store(key, body, taskrun, self.stores.cache_record,
+                                               taskrun)
+        decision = decide(taskrun, pod, outcome, cache_hit, self.clock(), self.rng,
+                          trouble=self.troubles.get(key),
+                          pending_timeout=self.config.pending_timeout_seconds)
         for action in decision.actions:
             if isinstance(action, CreatePod):
-                manifest = pod_manifest(taskrun, action.attempt, self.config)
-                created = await self._call(self.api.create_pod, manifest)
-                pod_key = (key[0], manifest["metadata"]["name"])
-                if _newer(created, self.pods.get(pod_key)):
-                    self.pods[pod_key] = created
+                await self._create_pod(key, taskrun, action.attempt)
+            elif isinstance(action, DeletePod):
+                await self._call(self.api.delete_pod, key[0], pod_name(key[1], action.attempt))
             elif isinstance(action, PatchStatus):
                 previous = body.get("status", {}).get("history") or []
                 patched = await self._call(

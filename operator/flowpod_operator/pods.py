@@ -33,6 +33,7 @@ from flowpod._contract.labels import MAX_NAME as _MAX_NAME
 from flowpod._contract.labels import short_hash as _short_hash
 from flowpod._contract.resources import API_VERSION, FlowRunResource, TaskRunResource
 from flowpod._storage.config import StorageConfig
+from flowpod_operator.memory import parse_memory
 from flowpod_operator.settings import OperatorConfig
 
 __all__ = [
@@ -197,6 +198,9 @@ def pod_manifest(taskrun: TaskRunResource, attempt: int, config: OperatorConfig)
             MANAGED_BY_LABEL: MANAGED_BY,
         },
     )
+    raised = taskrun.status.memory_limit
+    if raised is not None:
+        _raise_memory(pod["spec"]["containers"][0], str(raised))
     if taskrun.spec.service_account_name:
         pod["spec"]["serviceAccountName"] = taskrun.spec.service_account_name
     else:
@@ -206,6 +210,16 @@ def pod_manifest(taskrun: TaskRunResource, attempt: int, config: OperatorConfig)
             pod["spec"]["serviceAccountName"] = config.task_service_account
         pod["spec"]["automountServiceAccountToken"] = False
     return pod
+
+
+def _raise_memory(container: dict[str, Any], limit: str) -> None:
+    """The memory limit an earlier OOMKill raised (``status.memoryLimit``); a request above
+    it would make the pod invalid, so it comes down to the limit."""
+    resources = container.setdefault("resources", {})
+    resources.setdefault("limits", {})["memory"] = limit
+    request = (resources.get("requests") or {}).get("memory")
+    if request is not None and parse_memory(request) > parse_memory(limit):
+        resources["requests"]["memory"] = limit
 
 
 def flow_pod_name(flowrun: str, attempt: int) -> str:

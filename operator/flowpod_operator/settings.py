@@ -39,6 +39,11 @@ Pods:
     the namespace's default account, without a token.
 ``FLOWPOD_OPERATOR_TTL_SECONDS``
     Default ``ttlSecondsAfterFinished`` of FlowRuns (whole seconds >= 0); unset keeps them.
+``FLOWPOD_OPERATOR_PENDING_TIMEOUT_SECONDS``
+    How long an attempt may take to start - pod creation, scheduling, image pull - before it
+    ends Crashed with the reason it could not (whole seconds >= 0, default 300; 0 turns the
+    deadline off). A run's ``spec.pendingTimeoutSeconds`` wins. Problems that waiting cannot fix
+    (a missing ServiceAccount or Secret, a forbidden or invalid pod) end the attempt at once.
 ``FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS``
     Added to a run's timeout to make its pod's ``activeDeadlineSeconds`` (whole seconds >= 0,
     default 30). The pod stops an overrunning task itself, at its timeout; the kubelet's deadline
@@ -86,6 +91,7 @@ DEFAULT_CREDENTIALS_SECRET = "flowpod-s3"
 DEFAULT_FLOW_SERVICE_ACCOUNT = "flowpod-flow-runner"
 DEFAULT_RUN_AS_USER = 1000
 DEFAULT_DEADLINE_ALLOWANCE_SECONDS = 30
+DEFAULT_PENDING_TIMEOUT_SECONDS = 300
 # Kubernetes validates runAsUser as a 32-bit signed value.
 _MAX_UID = 2**31 - 1
 _TRUE, _FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
@@ -197,6 +203,10 @@ class OperatorConfig:
     ttl_seconds: int | None = None
     """Default ``ttlSecondsAfterFinished`` of FlowRuns (``FLOWPOD_OPERATOR_TTL_SECONDS``);
     None keeps finished FlowRuns."""
+    pending_timeout_seconds: int | None = DEFAULT_PENDING_TIMEOUT_SECONDS
+    """How long an attempt may take to start before it ends Crashed (PendingTimeout), unless its
+    run's ``spec.pendingTimeoutSeconds`` says otherwise
+    (``FLOWPOD_OPERATOR_PENDING_TIMEOUT_SECONDS``; 0 or None: no deadline)."""
     deadline_allowance_seconds: int = DEFAULT_DEADLINE_ALLOWANCE_SECONDS
     """Seconds added to a run's timeout for its pod's ``activeDeadlineSeconds``
     (``FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS``): the deadline is a backstop behind the
@@ -238,6 +248,7 @@ class OperatorConfig:
             raise ValueError(f"FLOWPOD_OPERATOR_API_WORKERS must be >= 1, got {workers}")
         ttl = _seconds(env, "FLOWPOD_OPERATOR_TTL_SECONDS")
         allowance = _seconds(env, "FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS")
+        pending = _seconds(env, "FLOWPOD_OPERATOR_PENDING_TIMEOUT_SECONDS")
         defaults_text = env.get("FLOWPOD_OPERATOR_POD_DEFAULTS", "").strip()
         return cls(
             task_service_account=env.get("FLOWPOD_OPERATOR_TASK_SERVICE_ACCOUNT", "").strip(),
@@ -246,6 +257,8 @@ class OperatorConfig:
             ttl_seconds=ttl,
             deadline_allowance_seconds=(DEFAULT_DEADLINE_ALLOWANCE_SECONDS if allowance is None
                                         else allowance),
+            pending_timeout_seconds=(DEFAULT_PENDING_TIMEOUT_SECONDS if pending is None
+                                     else pending or None),
             default_image=env.get("FLOWPOD_OPERATOR_IMAGE", "").strip() or DEFAULT_IMAGE,
             storage=storage,
             namespaces=namespaces,

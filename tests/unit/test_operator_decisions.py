@@ -19,12 +19,14 @@ from flowpod._contract.status import format_duration
 from flowpod_operator.decisions import (
     CreatePod,
     Decision,
+    DeletePod,
     Event,
     PatchStatus,
     Requeue,
     decide,
     pod_failure_reason,
 )
+from flowpod_operator.problems import create_refusal
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -295,19 +297,119 @@ def test_pod_failure_reason() -> None:
     assert pod_failure_reason(pod(1, "Failed", exit_code=1)) is None
 
 
-def test_pod_that_cannot_start_is_reported_once() -> None:
-    taskrun = start(make_taskrun())
+def _waiting_pod(reason: str, message: str) -> dict[str, Any]:
     stuck = pod(1, "Pending", started=None)
     stuck["status"]["containerStatuses"] = [{"name": "task", "state": {"waiting": {
-        "reason": "CreateContainerConfigError", "message": 'secret "flowpod-s3" not found'}}}]
+        "reason": reason, "message": message}}}]
+    return stuck
+
+
+def test_a_missing_secret_ends_the_attempt_at_once() -> None:
+    # Waiting cannot create the Secret: no pending deadline, no retry, the pod is removed.
+    taskrun = start(make_taskrun(retries=3))
+    stuck = _waiting_pod("CreateContainerConfigError", 'secret "flowpod-s3" not found')
     decision = decide(taskrun, stuck, None, None, T0)
+    assert decision.of(DeletePod) == [DeletePod(1)]
+    (patch,) = decision.of(PatchStatus)
+    assert patch.fields["state"] == "Crashed" and patch.fields["reason"] == "SecretNotFound"
+    assert 'secret "flowpod-s3" not found' in patch.fields["message"]
+    assert decision.of(Event)[0].reason == "SecretNotFound"
+    assert decision.of(Requeue) == []
+    ended = apply(taskrun, decision)
+    assert ended.status.state == "Crashed" and ended.status.history[-1].reason == "SecretNotFound"
+    assert decide(ended, stuck, None, None, T0).actions == ()
+
+
+def test_a_pod_that_cannot_start_is_reported_once_then_ended_at_the_deadline() -> None:
+    taskrun = start(make_taskrun(retries=1))
+    stuck = _waiting_pod("ErrImagePull", "pull access denied for flowpod:nope")
+    decision = decide(taskrun, stuck, None, None, T0, pending_timeout=60)
     (patch,) = decision.of(PatchStatus)
     assert patch.history == () and "state" not in patch.fields
-    assert 'secret "flowpod-s3" not found' in patch.fields["message"]
-    assert decision.of(Event)[0].reason == "CreateContainerConfigError"
+    assert patch.fields["reason"] == "ErrImagePull"
+    assert "pull access denied" in patch.fields["message"]
+    assert [e.reason for e in decision.of(Event)] == ["ErrImagePull"]
+    assert decision.of(Requeue) == [Requeue(60.0)]
     taskrun = apply(taskrun, decision)
-    assert taskrun.status.state == "Pending"
-    assert decide(taskrun, stuck, None, None, T0).actions == ()
+    assert taskrun.status.state == "Pending" and taskrun.status.reason == "ErrImagePull"
+    # The same observation again: nothing new to say, only the wake-up at the deadline.
+    later = T0 + timedelta(seconds=20)
+    assert decide(taskrun, stuck, None, None, later, pending_timeout=60).actions == (
+        Requeue(40.0),
+    )
+    # The deadline: Crashed (an infrastructure failure), the pod removed, a retry scheduled.
+    late = T0 + timedelta(seconds=60)
+    decision = decide(taskrun, stuck, None, None, late, pending_timeout=60)
+    assert decision.of(DeletePod) == [DeletePod(1)]
+    ended = apply(taskrun, decision)
+    assert ended.status.state == "AwaitingRetry" and ended.status.reason == "PendingTimeout"
+    crashed = [h for h in ended.status.history if h.state == "Crashed"]
+    assert crashed and "could not start within 60 s" in (crashed[0].message or "")
+    assert "ErrImagePull" in (crashed[0].message or "")
+
+
+def test_spec_pending_timeout_wins_over_the_operators_default() -> None:
+    taskrun = start(make_taskrun(pendingTimeoutSeconds=5))
+    stuck = pod(1, "Pending", started=None)
+    decision = decide(taskrun, stuck, None, None, T0 + timedelta(seconds=6), pending_timeout=600)
+    assert apply(taskrun, decision).status.reason == "PendingTimeout"
+
+
+def test_a_refused_pod_create_is_reported_and_tried_again() -> None:
+    taskrun = start(make_taskrun())
+    refused = create_refusal(403, '{"kind":"Status","message":"pods \\"add-abc-1\\" is '
+                             'forbidden: exceeded quota: compute"}', "add-abc-1")
+    assert refused.reason == "QuotaExceeded" and not refused.permanent
+    decision = decide(taskrun, None, None, None, T0, trouble=refused, pending_timeout=300)
+    assert decision.of(CreatePod) == [CreatePod(1)]
+    assert apply(taskrun, decision).status.reason == "QuotaExceeded"
+    assert decision.of(Requeue)[0].after_s <= 5.0
+
+
+def test_a_missing_service_account_ends_the_attempt_at_once() -> None:
+    taskrun = start(make_taskrun(retries=2))
+    refused = create_refusal(
+        403, '{"message":"pods \\"add-abc-1\\" is forbidden: error looking up service '
+        'account ns/runner: serviceaccount \\"runner\\" not found"}', "add-abc-1")
+    assert refused.reason == "ServiceAccountNotFound" and refused.permanent
+    decision = decide(taskrun, None, None, None, T0, trouble=refused)
+    assert decision.of(CreatePod) == []
+    ended = apply(taskrun, decision)
+    assert ended.status.state == "Crashed" and ended.status.reason == "ServiceAccountNotFound"
+    assert 'serviceaccount "runner" not found' in (ended.status.message or "")
+
+
+def test_unschedulable_is_reported() -> None:
+    taskrun = start(make_taskrun())
+    stuck = pod(1, "Pending", started=None)
+    stuck["status"]["conditions"] = [{"type": "PodScheduled", "status": "False",
+                                      "reason": "Unschedulable",
+                                      "message": "0/1 nodes are available: 1 Insufficient cpu."}]
+    decision = decide(taskrun, stuck, None, None, T0, pending_timeout=300)
+    assert apply(taskrun, decision).status.reason == "Unschedulable"
+    assert "Insufficient cpu" in (apply(taskrun, decision).status.message or "")
+
+
+def test_oomkilled_is_crashed_with_its_limit_and_the_next_attempt_gets_more_memory() -> None:
+    taskrun = running(start(make_taskrun(retries=2, oomMemoryRaise={"factor": 2, "max": "1Gi"})))
+    killed = pod(1, "Failed", terminated="OOMKilled", exit_code=137)
+    killed["spec"] = {"containers": [{"name": "task",
+                                      "resources": {"limits": {"memory": "256Mi"}}}]}
+    decision = decide(taskrun, killed, None, None, T0)
+    waiting = apply(taskrun, decision)
+    crashed = [h for h in waiting.status.history if h.state == "Crashed"][0]
+    assert crashed.reason == "OOMKilled" and "OOMKilled at limit 256Mi" in (crashed.message or "")
+    assert waiting.status.state == "AwaitingRetry" and waiting.status.memory_limit == "512Mi"
+    assert "memory limit raised to 512Mi" in (waiting.status.message or "")
+
+
+def test_no_raise_beyond_the_cap() -> None:
+    taskrun = running(start(make_taskrun(retries=2, oomMemoryRaise={"factor": 4, "max": "1Gi"})),
+                      )
+    killed = pod(1, "Failed", terminated="OOMKilled", exit_code=137)
+    killed["spec"] = {"containers": [{"name": "task",
+                                      "resources": {"limits": {"memory": "512Mi"}}}]}
+    assert apply(taskrun, decide(taskrun, killed, None, None, T0)).status.memory_limit == "1Gi"
 
 
 # -- cache ----------------------------------------------------------------------------------------

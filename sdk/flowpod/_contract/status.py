@@ -33,14 +33,17 @@ class HistoryEntry(_HistoryEntryRequired, total=False):
     """One ``status.history`` item (``StateTransition`` on the wire)."""
 
     message: str
+    reason: str
 
 
 class StateFields(TypedDict):
-    """The status fields that say which state a run is in."""
+    """The status fields that say which state a run is in, and why (a new state clears an old
+    reason)."""
 
     state: str
     stateType: str
     message: str | None
+    reason: str | None
 
 
 class FinalFields(TypedDict):
@@ -71,7 +74,7 @@ def iso(moment: datetime) -> str:
 
 
 def history_entry(
-    state: StateName, at: datetime, attempt: int, message: str | None
+    state: StateName, at: datetime, attempt: int, message: str | None, reason: str | None = None
 ) -> HistoryEntry:
     """The history item for entering ``state`` at ``at`` during ``attempt``."""
     entry = HistoryEntry(
@@ -79,12 +82,15 @@ def history_entry(
     )
     if message:
         entry["message"] = message
+    if reason:
+        entry["reason"] = reason
     return entry
 
 
-def state_fields(state: StateName, message: str | None) -> StateFields:
+def state_fields(state: StateName, message: str | None, reason: str | None = None) -> StateFields:
     """The status fields of a run now in ``state``."""
-    return StateFields(state=state.value, stateType=state_type_of(state).value, message=message)
+    return StateFields(state=state.value, stateType=state_type_of(state).value, message=message,
+                       reason=reason)
 
 
 def final_fields(started: datetime, now: datetime) -> FinalFields:

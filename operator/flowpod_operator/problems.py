@@ -1,0 +1,191 @@
+"""Why an attempt cannot start, or why it ended: pod failures and refusals, named.
+
+Pure readers of what the operator observed - an API server's refusal to create a pod, a pod
+that stays Pending, a pod that ended - turning each into a ``Trouble`` (a reason from
+``flowpod._contract.reasons`` and a sentence for ``status.message``) or into the final state of
+the attempt. The deciders (``decisions``, ``decisions_flowrun``) act on them; nothing here talks
+to the API or reads a clock.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flowpod._contract.reasons import PERMANENT_REASONS, Reason
+from flowpod._contract.states import StateName
+
+__all__ = [
+    "Trouble",
+    "container_memory_limit",
+    "create_refusal",
+    "ended_pod",
+    "pending_pod_trouble",
+    "pod_failure_reason",
+]
+
+
+@dataclass(frozen=True)
+class Trouble:
+    """Something that keeps an attempt from starting: why (a ``Reason``) and what to do."""
+
+    reason: str
+    message: str
+    attempt: int = 0
+    """The attempt it concerns (0: the current one, whichever it is)."""
+
+    @property
+    def permanent(self) -> bool:
+        """Waiting will not fix it: the attempt ends at once."""
+        return self.reason in PERMANENT_REASONS
+
+
+def _api_message(body: str) -> str:
+    """The ``message`` of a Kubernetes Status body, else the body itself."""
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return body.strip()
+    if isinstance(status, dict) and isinstance(status.get("message"), str):
+        return str(status["message"])
+    return body.strip()
+
+
+def create_refusal(status: int, body: str, pod: str) -> Trouble:
+    """The API server refused to create ``pod`` with HTTP ``status``: name why."""
+    detail = _api_message(body)
+    lower = detail.lower()
+    if status == 403 and "serviceaccount" in lower and "not found" in lower:
+        reason, hint = Reason.SERVICE_ACCOUNT_NOT_FOUND, (
+            "create the ServiceAccount (the Helm chart does, per namespace) or set "
+            "spec.serviceAccountName"
+        )
+    elif status == 403 and "exceeded quota" in lower:
+        reason, hint = Reason.QUOTA_EXCEEDED, (
+            "waiting for the namespace's ResourceQuota to free up, or raise it"
+        )
+    elif status == 403:
+        reason, hint = Reason.FORBIDDEN, "grant the operator's ServiceAccount the right to do so"
+    elif status == 422 or status == 400:
+        reason, hint = Reason.INVALID_POD_SPEC, "fix the run's spec (image, env, resources)"
+    else:
+        reason, hint = Reason.POD_CREATE_FAILED, "retrying"
+    return Trouble(reason, f"Pod {pod} could not be created: {detail} ({hint})")
+
+
+_MISSING = re.compile(r'(secret|configmap)s? "([^"]+)" not found', re.IGNORECASE)
+
+
+def _conditions(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return list(pod.get("status", {}).get("conditions") or ())
+
+
+def pending_pod_trouble(pod: Mapping[str, Any]) -> Trouble | None:
+    """Why a Pending pod is not starting, if it says: not schedulable, an image that does not
+    pull, a Secret or ConfigMap that does not exist. None while it is simply on its way."""
+    name = str(pod.get("metadata", {}).get("name", "?"))
+    for condition in _conditions(pod):
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False" \
+                and condition.get("reason") == "Unschedulable":
+            detail = str(condition.get("message") or "no node fits")
+            return Trouble(Reason.UNSCHEDULABLE, f"Pod {name} cannot be scheduled: {detail}")
+    for status in pod.get("status", {}).get("containerStatuses") or ():
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        word = waiting.get("reason")
+        if not word or word in ("ContainerCreating", "PodInitializing"):
+            continue
+        detail = str(waiting.get("message") or "")
+        text = f"Pod {name} cannot start: {word}" + (f": {detail}" if detail else "")
+        missing = _MISSING.search(detail)
+        if word == "CreateContainerConfigError" and missing:
+            kind = missing.group(1).lower()
+            reason = Reason.SECRET_NOT_FOUND if kind == "secret" else Reason.CONFIG_MAP_NOT_FOUND
+            return Trouble(reason, text)
+        known = {
+            "ErrImagePull": Reason.ERR_IMAGE_PULL,
+            "ImagePullBackOff": Reason.IMAGE_PULL_BACK_OFF,
+            "InvalidImageName": Reason.INVALID_IMAGE_NAME,
+            "ErrImageNeverPull": Reason.ERR_IMAGE_PULL,
+            "CreateContainerConfigError": Reason.CREATE_CONTAINER_CONFIG_ERROR,
+            "CreateContainerError": Reason.CREATE_CONTAINER_ERROR,
+        }
+        if word in known:
+            return Trouble(known[word], text)
+    return None
+
+
+def _terminated_states(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    found = []
+    for status in pod.get("status", {}).get("containerStatuses") or []:
+        for part in ("state", "lastState"):
+            terminated = (status.get(part) or {}).get("terminated")
+            if terminated:
+                found.append(terminated)
+    return found
+
+
+def pod_failure_reason(pod: Mapping[str, Any]) -> str | None:
+    """Why a pod ended, when the reason is one the operator treats specially:
+    ``DeadlineExceeded`` (activeDeadlineSeconds), ``Evicted``, ``NodeLost`` or ``OOMKilled``."""
+    reason = pod.get("status", {}).get("reason")
+    if reason in ("DeadlineExceeded", "Evicted", "NodeLost"):
+        return str(reason)
+    for terminated in _terminated_states(pod):
+        if terminated.get("reason") == "OOMKilled":
+            return "OOMKilled"
+    return None
+
+
+def exit_code(pod: Mapping[str, Any]) -> int | None:
+    for terminated in _terminated_states(pod):
+        code = terminated.get("exitCode")
+        if isinstance(code, int):
+            return code
+    return None
+
+
+def container_memory_limit(pod: Mapping[str, Any]) -> str | None:
+    """The memory limit of the pod's (first) container, as written (e.g. ``256Mi``)."""
+    for container in pod.get("spec", {}).get("containers") or ():
+        limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+        if limit is not None:
+            return str(limit)
+    return None
+
+
+def ended_pod(
+    pod: Mapping[str, Any], timeout_seconds: float | None, outcome_state: StateName | None
+) -> tuple[StateName, str | None, str | None]:
+    """A Failed pod's attempt: its state, reason and message (None: the outcome's own)."""
+    name = str(pod.get("metadata", {}).get("name", "?"))
+    reason = pod_failure_reason(pod)
+    if reason == "DeadlineExceeded":
+        if timeout_seconds is None:
+            return (StateName.TIMED_OUT, Reason.DEADLINE_EXCEEDED,
+                    f"Pod {name} exceeded its activeDeadlineSeconds")
+        deadline = pod.get("spec", {}).get("activeDeadlineSeconds")
+        at = f" at activeDeadlineSeconds={deadline}" if deadline is not None else ""
+        return StateName.TIMED_OUT, Reason.DEADLINE_EXCEEDED, (
+            f"Task run exceeded timeout_seconds={timeout_seconds:g}: pod {name} did not stop by "
+            f"itself and was ended by the kubelet{at}"
+        )
+    if reason == "Evicted":
+        detail = pod.get("status", {}).get("message") or "no message"
+        return StateName.CRASHED, Reason.EVICTED, f"Pod {name} was evicted ({detail})"
+    if reason == "NodeLost":
+        return StateName.CRASHED, Reason.NODE_LOST, f"Pod {name} was lost with its node"
+    if reason == "OOMKilled":
+        limit = container_memory_limit(pod)
+        at = f" at limit {limit}" if limit else " (no memory limit set: the node ran out)"
+        return StateName.CRASHED, Reason.OOM_KILLED, (
+            f"Pod {name} was OOMKilled{at}: the task used more memory than its limit; raise "
+            "resources.limits.memory or set oomMemoryRaise"
+        )
+    if outcome_state is not None:
+        return outcome_state, None, None
+    return StateName.CRASHED, Reason.NO_OUTCOME, (
+        f"Pod {name} failed without writing an outcome record (exit code {exit_code(pod)})"
+    )
