@@ -23,17 +23,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from flowpod._contract.reasons import Reason
 from flowpod._contract.records import FlowOutcome
 from flowpod._contract.resources import FlowRunResource
 from flowpod._contract.states import FINAL_STATES, StateName
 from flowpod._contract.status import HistoryEntry, final_fields, history_entry, iso, state_fields
 from flowpod_operator.decisions import (
     CreatePod,
+    Event,
     PatchStatus,
     Requeue,
     pod_failure_reason,
 )
 from flowpod_operator.pods import flow_pod_name
+from flowpod_operator.problems import Trouble, ended_pod, pending_pod_trouble
+
+# How soon a refused flow pod create is tried again.
+_CREATE_RETRY_S = 5.0
 
 __all__ = [
     "CancelRun",
@@ -73,7 +79,7 @@ class DeleteFlowRun:
     """Delete the FlowRun (its TTL passed); ownerReferences take its TaskRuns and pods."""
 
 
-FlowAction = CreatePod | PatchStatus | Requeue | CancelRun | DeleteFlowRun
+FlowAction = CreatePod | PatchStatus | Event | Requeue | CancelRun | DeleteFlowRun
 
 
 @dataclass(frozen=True)
@@ -118,15 +124,17 @@ def _counts_patch(flowrun: FlowRunResource, counts: Mapping[str, Any] | None) ->
 
 
 def _final(flowrun: FlowRunResource, state: StateName, message: str | None, now: datetime,
-           counts: Mapping[str, Any] | None, **extra: Any) -> PatchStatus:
+           counts: Mapping[str, Any] | None, reason: str | None = None,
+           **extra: Any) -> PatchStatus:
     start = flowrun.status.start_time or flowrun.metadata.creation_timestamp or now
     fields = {
-        **state_fields(state, message),
+        **state_fields(state, message, reason),
         **dict(counts or {}),
         **final_fields(start, now),
         **extra,
     }
-    return PatchStatus(fields, (history_entry(state, now, flowrun.status.attempt, message),))
+    entry = history_entry(state, now, flowrun.status.attempt, message, reason)
+    return PatchStatus(fields, (entry,))
 
 
 def decide_flowrun(
@@ -136,8 +144,14 @@ def decide_flowrun(
     counts: Mapping[str, Any] | None,
     now: datetime,
     default_ttl: int | None = None,
+    *,
+    trouble: Trouble | None = None,
+    pending_timeout: float | None = None,
 ) -> Decision:
     """The actions that bring ``flowrun``'s status in line with what was observed.
+
+    ``trouble``: why the last create of the flow pod was refused; ``pending_timeout``: the
+    operator's default for how long a flow attempt may take to start.
 
     ``counts`` is ``count_task_runs`` of the FlowRun's TaskRuns (None: not known, left as is).
     """
@@ -170,7 +184,8 @@ def decide_flowrun(
                   **dict(counts or {})}
         entry = history_entry(StateName.RETRYING, now, attempt, None)
         return Decision((CreatePod(attempt), PatchStatus(fields, (entry,))))
-    return _observe(flowrun, pod, outcome, counts, now)
+    limit = spec.pending_timeout_seconds or pending_timeout
+    return _observe(flowrun, pod, outcome, counts, now, trouble, limit)
 
 
 def _finished(flowrun: FlowRunResource, counts: Mapping[str, Any] | None, now: datetime,
@@ -191,12 +206,51 @@ def _finished(flowrun: FlowRunResource, counts: Mapping[str, Any] | None, now: d
     return Decision(tuple(actions))
 
 
+def _attempt_started(flowrun: FlowRunResource) -> datetime | None:
+    attempt = flowrun.status.attempt
+    for entry in flowrun.status.history:
+        if entry.attempt == attempt and entry.state in (StateName.PENDING, StateName.RETRYING):
+            return entry.timestamp
+    return flowrun.status.start_time
+
+
 def _observe(flowrun: FlowRunResource, pod: Mapping[str, Any] | None,
              outcome: FlowOutcome | None, counts: Mapping[str, Any] | None,
-             now: datetime) -> Decision:
+             now: datetime, trouble: Trouble | None = None,
+             pending_timeout: float | None = None) -> Decision:
     status, spec = flowrun.status, flowrun.spec
     phase = (pod or {}).get("status", {}).get("phase")
-    if pod is not None and phase not in ("Succeeded", "Failed"):
+    waiting = phase == "Pending" or (
+        pod is None and outcome is None and trouble is not None
+        and trouble.attempt in (0, status.attempt) and status.state is not StateName.RUNNING
+    )
+    if waiting:
+        if pod is not None:
+            trouble = pending_pod_trouble(pod)
+        started = _attempt_started(flowrun) or now
+        waited = (now - started).total_seconds()
+        if trouble is not None and trouble.permanent:
+            drop = (CancelRun(status.attempt),) if pod is not None else ()
+            # The controller posts the Warning event of a final state, with its reason.
+            return Decision((*drop, _final(flowrun, StateName.CRASHED, trouble.message, now,
+                                           counts, trouble.reason)))
+        if pending_timeout is None or waited < pending_timeout:
+            actions: list[FlowAction] = []
+            fields = _counts_patch(flowrun, counts)
+            if trouble is not None and (status.reason, status.message) != (trouble.reason,
+                                                                           trouble.message):
+                fields.update({"message": trouble.message, "reason": trouble.reason})
+                actions.append(Event("Warning", trouble.reason, trouble.message))
+            if fields:
+                actions.insert(0, PatchStatus(fields))
+            if pod is None:
+                actions.append(CreatePod(status.attempt))  # the cause may be fixed by now
+            left = None if pending_timeout is None else max(pending_timeout - waited, 0.0)
+            retry_in = _CREATE_RETRY_S if pod is None else left
+            if retry_in is not None:
+                actions.append(Requeue(min(retry_in, left) if left is not None else retry_in))
+            return Decision(tuple(actions))
+    if pod is not None and phase not in ("Succeeded", "Failed") and not waiting:
         fields = _counts_patch(flowrun, counts)
         history: tuple[HistoryEntry, ...] = ()
         if phase == "Running" and status.state is not StateName.RUNNING:
@@ -206,37 +260,53 @@ def _observe(flowrun: FlowRunResource, pod: Mapping[str, Any] | None,
     pod_label = flow_pod_name(flowrun.metadata.name or "?", max(status.attempt, 1))
     reason = pod_failure_reason(pod) if pod is not None else None
     result_ref: str | None = None
-    if reason == "DeadlineExceeded":
-        state = StateName.TIMED_OUT
-        limit = spec.timeout_seconds
+    why: str | None = None
+    if waiting:
+        # The pending deadline passed: the attempt never started.
+        state = StateName.CRASHED
+        why = Reason.PENDING_TIMEOUT
+        detail = f": {trouble.message}" if trouble is not None else ""
         message: str | None = (
+            f"Flow attempt {status.attempt} could not start within {pending_timeout:g} s{detail}"
+        )
+    elif reason == "DeadlineExceeded":
+        state = StateName.TIMED_OUT
+        why = Reason.DEADLINE_EXCEEDED
+        limit = spec.timeout_seconds
+        message = (
             f"Flow run exceeded timeout_seconds={limit:g}: flow pod {pod_label} was stopped by "
             f"activeDeadlineSeconds={math.ceil(limit)}" if limit is not None
             else f"Flow pod {pod_label} exceeded its activeDeadlineSeconds")
+    elif reason in ("OOMKilled", "Evicted", "NodeLost") and pod is not None:
+        state, why, message = ended_pod(pod, None, None)
     elif outcome is not None:
         state = _OUTCOME_STATES.get(outcome.state, StateName.CRASHED)
         message = outcome.message
         result_ref = outcome.result_ref if state is StateName.COMPLETED else None
     elif pod is None:
         state = StateName.CRASHED
+        why = Reason.POD_DELETED
         message = f"Flow pod {pod_label} disappeared without writing an outcome record"
     else:
         state = StateName.CRASHED
+        why = Reason.NO_OUTCOME
         message = (f"Flow pod {pod_label} ended ({phase}, {reason or 'no reason'}) without "
                    "writing an outcome record")
+    drop = (CancelRun(status.attempt),) if waiting and pod is not None else ()
     if state in _RETRYABLE and status.attempt <= spec.retries:
         delay = retry_delay(flowrun, status.attempt)
         due = now + timedelta(seconds=delay)
         text = (f"{message or state.value} - retry {status.attempt}/{spec.retries} "
                 f"in {delay:g}s")
-        fields = {**state_fields(StateName.AWAITING_RETRY, text), "nextRetryAt": iso(due),
+        fields = {**state_fields(StateName.AWAITING_RETRY, text, why), "nextRetryAt": iso(due),
                   **dict(counts or {})}
         return Decision((
+            *drop,
             PatchStatus(fields, (
-                history_entry(state, now, status.attempt, message),
-                history_entry(StateName.AWAITING_RETRY, now, status.attempt, text),
+                history_entry(state, now, status.attempt, message, why),
+                history_entry(StateName.AWAITING_RETRY, now, status.attempt, text, why),
             )),
             Requeue(delay),
         ))
     extra = {"resultRef": result_ref} if result_ref else {}
-    return Decision((_final(flowrun, state, message, now, counts, **extra),))
+    return Decision((*drop, _final(flowrun, state, message, now, counts, why, **extra)))

@@ -15,19 +15,20 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from flowpod._contract.resources import FlowRunResource
 from flowpod._contract.states import FINAL_STATES, StateName
-from flowpod_operator.decisions import CreatePod, PatchStatus, Requeue
+from flowpod_operator.decisions import CreatePod, Event, PatchStatus, Requeue
 from flowpod_operator.decisions_flowrun import (
     CancelRun,
     DeleteFlowRun,
     count_task_runs,
     decide_flowrun,
 )
-from flowpod_operator.kube import Conflict, KubeApi
+from flowpod_operator.kube import ApiError, Conflict, KubeApi
 from flowpod_operator.pods import (
     FLOWRUN_LABEL,
     ROLE_LABEL,
@@ -35,6 +36,7 @@ from flowpod_operator.pods import (
     flow_pod_name,
     label_value,
 )
+from flowpod_operator.problems import Trouble, create_refusal
 from flowpod_operator.reconciling import Key, KeyedLoop
 from flowpod_operator.settings import OperatorConfig
 from flowpod_operator.store import StoreRegistry
@@ -75,6 +77,8 @@ class FlowRunController(KeyedLoop):
         self.clock = clock
         self.flowruns: dict[Key, dict[str, Any]] = {}
         self.pods: dict[Key, dict[str, Any]] = {}
+        # Why the last create of a flow pod was refused (forgotten once one is created).
+        self.troubles: dict[Key, Trouble] = {}
         self.task_states: dict[Key, dict[str, str | None]] = {}
         self._count_pending: set[Key] = set()
 
@@ -141,6 +145,7 @@ class FlowRunController(KeyedLoop):
         body = self.flowruns.pop(key, None)
         self._drop_key(key)
         self.task_states.pop(key, None)
+        self.troubles.pop(key, None)
         attempts = int((body or {}).get("status", {}).get("attempt") or 0)
         for attempt in range(1, attempts + 1):
             self.pods.pop((key[0], flow_pod_name(key[1], attempt)), None)
@@ -200,12 +205,15 @@ class FlowRunController(KeyedLoop):
         if key in self.task_states or flowrun.status.task_runs is None:
             counts = count_task_runs(self.task_states.get(key, {}).values())
         decision = decide_flowrun(flowrun, pod, outcome, counts, self.clock(),
-                                  self.config.ttl_seconds)
+                                  self.config.ttl_seconds, trouble=self.troubles.get(key),
+                                  pending_timeout=self.config.pending_timeout_seconds)
         for action in decision.actions:
             if isinstance(action, CreatePod):
-                manifest = flow_pod_manifest(flowrun, action.attempt, self.config)
-                created = await self._call(self.api.create_pod, manifest)
-                self.pods[(key[0], manifest["metadata"]["name"])] = created
+                await self._create_pod(key, flowrun, action.attempt)
+            elif isinstance(action, Event):
+                event_body = {**body, "kind": "FlowRun"}
+                self._spawn(self._call(self.api.post_event, event_body, action.type,
+                                       action.reason, action.message))
             elif isinstance(action, PatchStatus):
                 previous = body.get("status", {}).get("history") or []
                 patched = await self._call(
@@ -227,6 +235,22 @@ class FlowRunController(KeyedLoop):
             elif isinstance(action, Requeue):
                 self.schedule(key, action.after_s)
 
+    async def _create_pod(self, key: Key, flowrun: FlowRunResource, attempt: int) -> None:
+        manifest = flow_pod_manifest(flowrun, attempt, self.config)
+        pod_key = (key[0], manifest["metadata"]["name"])
+        try:
+            created = await self._call(self.api.create_pod, manifest)
+        except ApiError as exc:
+            if exc.status >= 500 or exc.status == 429:
+                raise  # the API server's own trouble: the error backoff tries again
+            refusal = create_refusal(exc.status, exc.body, pod_key[1])
+            self.troubles[key] = replace(refusal, attempt=attempt)
+            self.pods[pod_key] = _GONE
+            self.schedule(key, 0.0)  # say why at once, from the status the decision wrote
+            return
+        self.troubles.pop(key, None)
+        self.pods[pod_key] = created
+
     def _warn_if_failed(self, action: PatchStatus, body: dict[str, Any]) -> None:
         """A Warning event for a flow attempt that did not complete (kubectl describe)."""
         state = action.fields.get("state")
@@ -234,7 +258,8 @@ class FlowRunController(KeyedLoop):
             return
         body = {**body, "kind": "FlowRun"}
         message = str(action.fields.get("message") or state)
-        self._spawn(self._call(self.api.post_event, body, "Warning", str(state), message))
+        reason = str(action.fields.get("reason") or state)
+        self._spawn(self._call(self.api.post_event, body, "Warning", reason, message))
 
     async def _cancel(self, key: Key, attempt: int) -> None:
         """Stop the flow pod first (so it submits nothing more), then the task runs."""

@@ -242,3 +242,74 @@ def test_flow_pod_name_is_bounded() -> None:
     name = flow_pod_name("x" * 80, 3)
     assert len(name) <= 63 and name.endswith("-3")
     assert flow_pod_name("x" * 80, 3) != flow_pod_name("x" * 79, 3)
+
+
+# -- runs that cannot start (issue 12) ----------------------------------------------------------
+
+
+def _started() -> FlowRunResource:
+    flowrun = make_flowrun()
+    return apply(flowrun, decide_flowrun(flowrun, None, None, None, T0))
+
+
+def test_a_missing_flow_runner_service_account_ends_the_flow_run_with_the_reason() -> None:
+    from flowpod_operator.problems import create_refusal
+
+    flowrun = _started()
+    refused = create_refusal(
+        403, '{"message": "pods \\"etl-flow-1\\" is forbidden: error looking up service account '
+        'ns/flowpod-flow-runner: serviceaccount \\"flowpod-flow-runner\\" not found"}',
+        "etl-flow-1")
+    decision = decide_flowrun(flowrun, None, None, None, T0 + timedelta(seconds=1),
+                              trouble=refused, pending_timeout=300)
+    ended = apply(flowrun, decision)
+    assert ended.status.state == "Crashed" and ended.status.reason == "ServiceAccountNotFound"
+    assert 'serviceaccount "flowpod-flow-runner" not found' in (ended.status.message or "")
+    assert decision.of(CreatePod) == []
+
+
+def test_a_refused_flow_pod_waits_with_its_reason_then_ends_at_the_deadline() -> None:
+    from flowpod_operator.decisions import Event
+    from flowpod_operator.problems import create_refusal
+
+    flowrun = _started()
+    refused = create_refusal(403, '{"message": "exceeded quota: pods"}', "etl-flow-1")
+    decision = decide_flowrun(flowrun, None, None, None, T0 + timedelta(seconds=1),
+                              trouble=refused, pending_timeout=60)
+    assert decision.of(CreatePod) == [CreatePod(1)]
+    assert [e.reason for e in decision.of(Event)] == ["QuotaExceeded"]
+    waiting = apply(flowrun, decision)
+    assert waiting.status.state == "Pending" and waiting.status.reason == "QuotaExceeded"
+    again = decide_flowrun(waiting, None, None, None, T0 + timedelta(seconds=2),
+                           trouble=refused, pending_timeout=60)
+    assert again.of(Event) == []  # once per change of reason
+    late = decide_flowrun(waiting, None, None, None, T0 + timedelta(seconds=61),
+                          trouble=refused, pending_timeout=60)
+    ended = apply(waiting, late)
+    assert ended.status.state == "Crashed" and ended.status.reason == "PendingTimeout"
+    assert "could not start within 60 s" in (ended.status.message or "")
+
+
+def test_an_unschedulable_flow_pod_is_reported_and_removed_at_the_deadline() -> None:
+    flowrun = _started()
+    stuck = pod("Pending")
+    stuck["status"]["conditions"] = [{"type": "PodScheduled", "status": "False",
+                                      "reason": "Unschedulable", "message": "0/1 nodes"}]
+    decision = decide_flowrun(flowrun, stuck, None, None, T0, pending_timeout=30)
+    assert apply(flowrun, decision).status.reason == "Unschedulable"
+    assert decision.of(Requeue) == [Requeue(30.0)]
+    late = decide_flowrun(apply(flowrun, decision), stuck, None, None,
+                          T0 + timedelta(seconds=30), pending_timeout=30)
+    assert late.of(CancelRun) == [CancelRun(1)]
+    assert apply(flowrun, late).status.reason == "PendingTimeout"
+
+
+def test_an_oomkilled_flow_pod_names_its_limit() -> None:
+    flowrun = apply(_started(), decide_flowrun(_started(), pod("Running"), None, None, T0))
+    killed = pod("Failed")
+    killed["status"]["containerStatuses"] = [{"state": {"terminated": {
+        "reason": "OOMKilled", "exitCode": 137}}}]
+    killed["spec"] = {"containers": [{"resources": {"limits": {"memory": "128Mi"}}}]}
+    ended = apply(flowrun, decide_flowrun(flowrun, killed, None, None, T0))
+    assert ended.status.state == "Crashed" and ended.status.reason == "OOMKilled"
+    assert "OOMKilled at limit 128Mi" in (ended.status.message or "")
