@@ -268,6 +268,32 @@ def test_unrunnable_flow_fails_with_message(
     assert taskruns_of(kube_api, namespace, name) == []
 
 
+def test_a_missing_service_account_ends_the_flow_run_at_once_with_the_reason(
+    kube_api: Any, flow_runner_rbac: str, operator: OperatorProcess, flows_dir: FlowsImage
+) -> None:
+    # The FlowRun case: the flow pod's ServiceAccount does not exist, so the API server
+    # refuses the pod (403). The FlowRun says so in its status and an event within seconds.
+    namespace = flow_runner_rbac
+    name = create_flowrun(kube_api, namespace, flows_dir, entrypoint=":sum_of_squares",
+                          parameters={"n": 2}, serviceAccountName="no-such-runner",
+                          pendingTimeoutSeconds=600, retries=2)
+    status = wait_state(kube_api, namespace, name, FINAL, timeout=60)["status"]
+    assert status["state"] == "Crashed", status
+    assert status["reason"] == "ServiceAccountNotFound", status
+    assert 'serviceaccount "no-such-runner" not found' in status["message"], status
+    assert status["attempt"] == 1
+    assert taskruns_of(kube_api, namespace, name) == []
+
+    def event() -> Any:
+        from kubernetes import client
+
+        items = client.CoreV1Api(kube_api).list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={name}").items
+        return [e for e in items if e.reason == "ServiceAccountNotFound"] or None
+
+    wait_until(event, 30, "a ServiceAccountNotFound event on the FlowRun")
+
+
 def test_flow_retries_start_a_new_flow_pod(
     kube_api: Any, flow_runner_rbac: str, operator: OperatorProcess, flows_dir: FlowsImage
 ) -> None:

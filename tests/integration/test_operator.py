@@ -10,6 +10,7 @@ created by the admin. Waits poll conditions with timeouts; nothing sleeps for a 
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -121,8 +122,10 @@ def submit(
     cache_key: str | None = None,
     cache_expiration: float | None = None,
     resources: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> str:
-    """Write the payload and create the TaskRun; returns its name."""
+    """Write the payload and create the TaskRun (``extra``: more spec fields); returns its
+    name."""
     name = name or f"{task_obj.name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     payload = TaskPayload(
         task=task_obj,
@@ -146,6 +149,7 @@ def submit(
         cache_key=cache_key,
         cache_expiration_seconds=cache_expiration,
         resources=resources,
+        **extra,
     )
     _custom(kube_api).create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, spec.to_manifest(name, namespace)
@@ -254,6 +258,80 @@ def test_a_task_over_its_memory_limit_is_oom_killed_crashed_and_retried(
     for pod in pods_of(kube_api, namespace, name):
         terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
         assert terminated["reason"] == "OOMKilled", terminated
+
+
+def test_oom_memory_raise_gives_the_next_attempt_more_memory(
+    kube_api: Any, namespace: str, operator: OperatorProcess
+) -> None:
+    # A real OOMKill on the node: 96Mi is too little for 120 MB; the retry gets 192Mi.
+    name = submit(kube_api, namespace, hog, {"megabytes": 120}, retries=2, delays=[0],
+                  resources={"limits": {"memory": "96Mi"}},
+                  oom_memory_raise={"factor": 2, "max": "256Mi"})
+    taskrun = wait_final(kube_api, namespace, name, timeout=150)
+    status = taskrun["status"]
+    assert status["state"] == "Completed", status
+    assert result_of(taskrun) == 120 << 20
+    assert status["attempt"] == 2 and status["memoryLimit"] == "192Mi"
+    crashed = [h for h in status["history"] if h["state"] == "Crashed"]
+    assert len(crashed) == 1 and crashed[0]["reason"] == "OOMKilled", status["history"]
+    assert "OOMKilled at limit 96Mi" in crashed[0]["message"]
+    waiting = [h for h in status["history"] if h["state"] == "AwaitingRetry"]
+    assert "memory limit raised to 192Mi" in waiting[0]["message"]
+    limits = {pod["metadata"]["labels"]["flowpod.dev/attempt"]:
+              pod["spec"]["containers"][0]["resources"]["limits"]["memory"]
+              for pod in pods_of(kube_api, namespace, name)}
+    assert limits == {"1": "96Mi", "2": "192Mi"}
+
+
+def _events(kube_api: Any, namespace: str, name: str) -> list[tuple[str, str, str]]:
+    items = _core(kube_api).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={name}").items
+    return [(e.type, e.reason, e.message or "") for e in items]
+
+
+def test_a_missing_secret_ends_the_taskrun_at_once_with_the_reason(
+    kube_api: Any, namespace: str, operator: OperatorProcess
+) -> None:
+    # The issue's TaskRun case: the pod's S3 credentials come from a Secret that is not there.
+    store = _store()
+    storage = {"bucket": store.bucket, "prefix": store.prefix,
+               "credentialsSecret": {"name": "flowpod-s3-missing"}}
+    if store.endpoint_url:
+        storage["endpoint"] = store.endpoint_url
+    started = time.monotonic()
+    name = submit(kube_api, namespace, add, {"x": 1, "y": 2}, retries=3, storage=storage,
+                  pending_timeout_seconds=600)
+    taskrun = wait_final(kube_api, namespace, name, timeout=60)
+    status = taskrun["status"]
+    assert status["state"] == "Crashed" and status["reason"] == "SecretNotFound", status
+    assert 'secret "flowpod-s3-missing" not found' in status["message"], status
+    assert status["attempt"] == 1  # waiting or retrying cannot create the Secret
+    assert time.monotonic() - started < 60  # long before the 600 s pending deadline
+    wait_until(lambda: any(reason == "SecretNotFound" for _, reason, _ in
+                           _events(kube_api, namespace, name)) or None, 30,
+               "a SecretNotFound event")
+    wait_until(lambda: pods_of(kube_api, namespace, name) == [] or None, 30,
+               "the attempt's pod to be removed")
+
+
+def test_an_image_that_cannot_be_pulled_says_so_then_ends_at_the_pending_deadline(
+    kube_api: Any, namespace: str, operator: OperatorProcess
+) -> None:
+    name = submit(kube_api, namespace, add, {"x": 1, "y": 2},
+                  image="flowpod:no-such-tag", pending_timeout_seconds=20)
+
+    def says_why() -> dict[str, Any] | None:
+        status = get_taskrun(kube_api, namespace, name).get("status") or {}
+        return status if status.get("reason") in ("ErrImagePull", "ImagePullBackOff") else None
+
+    status = wait_until(says_why, 15, "the TaskRun to say why it cannot start")
+    assert status["state"] == "Pending" and "flowpod:no-such-tag" in status["message"]
+    taskrun = wait_final(kube_api, namespace, name, timeout=60)
+    status = taskrun["status"]
+    assert status["state"] == "Crashed" and status["reason"] == "PendingTimeout", status
+    assert "could not start within 20 s" in status["message"]
+    wait_until(lambda: pods_of(kube_api, namespace, name) == [] or None, 30,
+               "the attempt's pod to be removed")
 
 
 def test_kubectl_logs_shows_a_task_pods_output(
