@@ -112,9 +112,13 @@ def _parse_env(items: Sequence[str]) -> dict[str, str]:
               help="An environment variable for the flow pod.")
 @click.option("--wait", "-w", is_flag=True, help="Follow the run; exit 1 unless Completed.")
 @_timeout_option
+@click.option("--pending-timeout", "pending_timeout", type=click.FloatRange(min=0, min_open=True),
+              default=None, metavar="SECONDS",
+              help="How long the flow pod may wait to start (scheduling, image pull) before the "
+                   "attempt ends Crashed (PendingTimeout); default: the operator's.")
 def submit_command(target: str, params: tuple[str, ...], namespace: str | None,
                    image: str | None, env: tuple[str, ...], wait: bool,
-                   timeout: float | None) -> None:
+                   timeout: float | None, pending_timeout: float | None) -> None:
     """Run the flow TARGET (path/to/file.py:flow_name) on the cluster as a FlowRun."""
     path, name = split_target(target)
     parameters = parse_params(params)
@@ -132,7 +136,8 @@ def submit_command(target: str, params: tuple[str, ...], namespace: str | None,
     api = make_api()
     try:
         handle = submit(flow_obj, parameters, namespace=namespace, image=image,
-                        env=env_vars or None, api=api, store=store)
+                        env=env_vars or None, api=api, store=store,
+                        pending_timeout_seconds=pending_timeout)
     except (ValueError, TypeError, ConfigurationError, SerializationError) as exc:
         raise click.UsageError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - the API server's answer, shown as such

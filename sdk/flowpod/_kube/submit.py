@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from flowpod._contract.keys import flow_code_key
 from flowpod._contract.states import FINAL_STATES
 from flowpod._kube.flowrun_api import FlowRunApi, NotFound
+from flowpod._kube.options import check_pending_timeout
 from flowpod._kube.storage_views import (
     CLUSTER_ENDPOINT_VAR,
     StorageViews,
@@ -192,6 +193,7 @@ def submit(
     service_account_name: str | None = None,
     ttl_seconds_after_finished: int | None = None,
     timeout: float | None = None,
+    pending_timeout_seconds: float | None = None,
     kubeconfig: str | None = None,
     context: str | None = None,
     store: ResultStore | None = None,
@@ -204,13 +206,15 @@ def submit(
     FlowRun gets ``FLOWPOD_S3_CLUSTER_ENDPOINT`` as its endpoint when that is set). ``image``
     runs the flow pod and, unless the flow's task runner says otherwise, its task pods; it must
     have the flow's dependencies and flowpod. ``env`` is added to the flow pod. Parameters must
-    be JSON values.
+    be JSON values. ``pending_timeout_seconds``: how long the flow pod may wait to start before
+    the operator ends the attempt Crashed (PendingTimeout); default: the operator's.
     """
     from flowpod._contract.resources import FlowRunSpec
 
     if not isinstance(flow, Flow):
         raise TypeError(f"submit() takes a flow (decorated with @flow), got {type(flow).__name__}")
     params = _check_parameters(flow, parameters or {})
+    check_pending_timeout(pending_timeout_seconds)
     api = api or FlowRunApi(kubeconfig, context)
     namespace = namespace or api.default_namespace()
     views = storage_views(storage)
@@ -236,6 +240,7 @@ def submit(
         "retryDelaySeconds": [float(delay)] if delay else [],
         "timeoutSeconds": flow.timeout_seconds or None,
         "ttlSecondsAfterFinished": ttl_seconds_after_finished,
+        "pendingTimeoutSeconds": pending_timeout_seconds,
     })
     manifest = spec.to_manifest(run_name, namespace, labels={"flowpod.dev/flow": _label(flow)})
     store.put(flow_code_key(namespace, run_name), dump_flow(flow))
