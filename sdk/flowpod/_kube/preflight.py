@@ -85,26 +85,28 @@ def cluster_problem(exc: BaseException, what: str, namespace: str | None) -> str
             "ServiceAccount")
 
 
-def check_cluster(call: Callable[[], object], what: str, namespace: str | None,
-                  owner: str) -> None:
-    """Make the one cheap API call ``call``; ConfigurationError naming the problem if it fails."""
+def check_cluster(call: Callable[[], object], what: str,
+                  namespace: Callable[[], str | None], failed: str) -> None:
+    """Make the one cheap API call ``call``; ConfigurationError '<failed>: <the problem and its
+    fix>' when it fails (``namespace()``: the namespace, once known)."""
     try:
         call()
     except ConfigurationError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure here is the configuration's
         raise ConfigurationError(
-            f"{owner} cannot use the cluster: {cluster_problem(exc, what, namespace)}"
+            f"{failed}: {cluster_problem(exc, what, namespace())}"
         ) from exc
 
 
-def check_store(store: ResultStore, key: str, owner: str) -> None:
-    """One ``exists(key)`` on a quick view of ``store``; ConfigurationError when it fails."""
+def check_store(store: ResultStore, key: str, failed: str) -> None:
+    """One ``exists(key)`` on a quick view of ``store``; ConfigurationError '<failed>: <why>'
+    when it fails."""
     try:
         _quick(store).exists(key)
     except Exception as exc:  # noqa: BLE001 - every failure here is the configuration's
         raise ConfigurationError(
-            f"{owner} cannot use the result store {store!r}: {exc}"
+            f"{failed}: {exc}"
             + ("" if "Check" in str(exc) or "check" in str(exc) else
                ". Check the storage endpoint (FLOWPOD_S3_ENDPOINT / storage.endpoint), the "
                "bucket, and the AWS credentials in use")

@@ -214,18 +214,18 @@ class KubernetesTaskRunner(TaskRunner):
             raise error
 
     def _check_configuration(self) -> None:
-        owner = "KubernetesTaskRunner"
-        namespace: str | None = self.options.namespace
         selector = f"{RUNNER_LABEL}={self.runner_id}"
 
         def list_taskruns() -> object:
-            ns = self.resolved_namespace()
-            return self.api.list(ns, selector)
+            # Matches nothing yet: the config loads, the API answers, TaskRuns exist there.
+            return self.api.list(self.resolved_namespace(), selector)
 
-        check_cluster(list_taskruns, "taskruns", namespace, owner)
+        check_cluster(list_taskruns, "taskruns", lambda: self._resolved_namespace,
+                      "KubernetesTaskRunner cannot use the cluster")
         namespace = self.resolved_namespace()
-        check_store(self.result_store(), f"runs/{namespace}/.flowpod-check-{self.runner_id}",
-                    owner)
+        store = self.result_store()
+        check_store(store, f"runs/{namespace}/.flowpod-check-{self.runner_id}",
+                    f"KubernetesTaskRunner cannot use the result store {store!r}")
 
     def _create(self, sub: Submission, future: KubernetesTaskFuture[Any]) -> None:
         """Resolve inputs, write the payload, create the TaskRun (in a submit worker)."""
