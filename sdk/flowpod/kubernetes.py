@@ -19,8 +19,9 @@ task's own exception when the pod could pickle it. ``submit()`` runs a whole flo
 This module is the public face; the implementation lives in ``flowpod._kube``: ``runner``
 (the runner), ``options`` (its options), ``futures``, ``taskruns`` (payload and manifest),
 ``results`` (states from a TaskRun's status), ``storage_views``, ``payloads``, ``submit``
-(FlowRuns) and ``taskrun_api`` / ``flowrun_api`` (every Kubernetes API call; the seam unit tests
-replace). The ``kubernetes`` client, boto3 and pydantic are imported on first use, never by
+(FlowRuns), ``preflight`` (the one check of the cluster and the store before the first run)
+and ``taskrun_api`` / ``flowrun_api`` (every Kubernetes API call; the seam unit tests replace).
+The ``kubernetes`` client, boto3 and pydantic are imported on first use, never by
 ``import flowpod``.
 """
 

@@ -245,3 +245,87 @@ def test_submit_without_a_store_and_api_refusals_say_what_to_fix(
     result = CliRunner().invoke(main, ["get", "flowruns"])
     assert result.exit_code == 1
     assert "refused the call: 403 Forbidden: cannot list flowruns" in result.output
+
+
+# -- issue 12: reasons in get and submit --wait, --pending-timeout, failing fast ----------------
+
+
+def test_get_shows_a_reason_column_when_the_operator_gives_one(
+    fake: tuple[FakeFlowRunApi, MemoryResultStore]
+) -> None:
+    api, _ = fake
+    stuck = _flowrun("counter-abc", "Pending", "0/0")
+    stuck["status"].update(reason="ServiceAccountNotFound",
+                           message='serviceaccount "etl" not found in namespace ns1')
+    api.add("flowruns", stuck)
+    api.add("flowruns", _flowrun("counter-def", "Completed", "5/5"))
+    code, out, _ = _invoke("get", "flowruns")
+    lines = out.splitlines()
+    assert code == 0
+    assert lines[0].split() == ["NAME", "FLOW", "STATE", "REASON", "TASKS", "AGE", "DURATION"]
+    assert lines[1].split()[:5] == ["counter-abc", "counter", "Pending",
+                                    "ServiceAccountNotFound", "0/0"]
+    assert lines[2].split()[:5] == ["counter-def", "counter", "Completed", "-", "5/5"]
+    code, out, _ = _invoke("get", "flowrun", "counter-abc")
+    assert code == 0
+    assert out.splitlines()[-1] == 'MESSAGE: serviceaccount "etl" not found in namespace ns1'
+
+    waiting = _taskrun("inc-0-aaaaaa", "counter-abc", "inc-0", 1)
+    waiting["status"].update(state="Pending", reason="ImagePullBackOff")
+    api.add("taskruns", waiting)
+    code, out, _ = _invoke("get", "taskruns")
+    lines = out.splitlines()
+    assert lines[0].split() == ["NAME", "RUN", "NAME", "STATE", "REASON", "ATTEMPT", "FLOWRUN",
+                                "AGE", "DURATION"]
+    assert lines[1].split()[:4] == ["inc-0-aaaaaa", "inc-0", "Pending", "ImagePullBackOff"]
+
+
+def test_submit_wait_says_once_why_the_run_cannot_start(
+    fake: tuple[FakeFlowRunApi, MemoryResultStore], tmp_path: Path
+) -> None:
+    api, _ = fake
+    missing = 'serviceaccount "etl" not found'
+
+    def operator() -> None:
+        assert api.watching.wait(10)
+        name = _only_flowrun(api)["metadata"]["name"]
+        for _ in range(3):
+            api.set_status("ns1", name, state="Pending", reason="ServiceAccountNotFound",
+                           message=missing)
+        api.set_status("ns1", name, state="Crashed", reason="ServiceAccountNotFound",
+                       message=f"the flow pod cannot be created: {missing}")
+
+    threading.Thread(target=operator).start()
+    code, out, _ = _invoke("submit", f"{_flow_file(tmp_path)}:counter", "--wait",
+                           "--timeout", "10", "--pending-timeout", "45")
+    assert code == 1
+    name = _only_flowrun(api)["metadata"]["name"]
+    assert _only_flowrun(api)["spec"]["pendingTimeoutSeconds"] == 45
+    assert out.count("ServiceAccountNotFound") == 2  # one while waiting, one at the end
+    assert f"FlowRun {name} is Pending (ServiceAccountNotFound): {missing}" in out
+    assert (f"FlowRun {name} finished in state Crashed (ServiceAccountNotFound): the flow pod "
+            f"cannot be created: {missing}") in out
+
+
+def test_submit_refuses_a_bad_pending_timeout_and_an_unusable_cluster(
+    fake: tuple[FakeFlowRunApi, MemoryResultStore], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, _ = fake
+    result = CliRunner().invoke(main, ["submit", f"{_flow_file(tmp_path)}:counter",
+                                       "--pending-timeout", "0"])
+    assert result.exit_code == 2 and "--pending-timeout" in result.output
+
+    class Unreachable(Exception):
+        pass
+
+    def refuse(*args: Any) -> list[dict[str, Any]]:
+        raise Unreachable("Max retries exceeded with url: /apis/flowpod.dev (Connection refused)")
+
+    monkeypatch.setattr(api, "list_objects", refuse)
+    result = CliRunner().invoke(main, ["submit", f"{_flow_file(tmp_path)}:counter"])
+    assert result.exit_code == 1
+    assert "Cannot submit flow 'counter' to the cluster: cannot load the Kubernetes" in (
+        result.output)
+    assert "Connection refused" in result.output and "KUBECONFIG" in result.output
+    assert api.objects == {}

@@ -109,7 +109,8 @@ def test_a_malformed_cluster_endpoint_is_a_configuration_error(
 
 
 class FakeFlowRunApi(FlowRunApi):
-    """Keeps created FlowRuns; ``get`` returns them (enough for submit and the handle)."""
+    """Keeps created FlowRuns; ``get`` returns them (enough for submit, its configuration check
+    and the handle)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -127,6 +128,10 @@ class FakeFlowRunApi(FlowRunApi):
         if plural != "flowruns" or name not in self.flowruns:
             raise NotFound(f"{plural} {namespace}/{name} not found")
         return self.flowruns[name]
+
+    def list_objects(self, namespace: str, plural: str,
+                     label_selector: str = "") -> list[dict[str, Any]]:
+        return []  # submit's configuration check lists FlowRuns with a selector matching none
 
     def close(self) -> None:
         pass

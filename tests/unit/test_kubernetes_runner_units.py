@@ -9,6 +9,8 @@ cache, retries with the shared retry maths, and publishes the status transitions
 from __future__ import annotations
 
 import copy
+import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +25,7 @@ from flowpod._contract.resources import TaskRunResource as TaskRunObject
 from flowpod._contract.retrying import decide_retry
 from flowpod._kube.payloads import read_payload
 from flowpod._storage import CacheStore, LocalResultStore, ResultStore
-from flowpod.exceptions import UpstreamTaskError
+from flowpod.exceptions import ConfigurationError, UpstreamTaskError
 from flowpod.futures import as_completed
 from flowpod.kubernetes import (
     RUNNER_LABEL,
@@ -337,8 +339,9 @@ def test_the_watch_recovers_from_expiry_and_errors(runner: KubernetesTaskRunner,
     def pipeline() -> int:
         future = add.submit(2, 3)
         name = _wait(lambda: next(iter(api.objects), None), "TaskRun creation")
-        # The first list, then one re-list after each broken watch.
-        _wait(lambda: api.lists >= 3, "a re-list after each broken watch")
+        # The first list, then one re-list after each broken watch
+        # (list 1 is the configuration check before the first TaskRun)
+        _wait(lambda: api.lists >= 4, "a re-list after each broken watch")
         threading.Thread(target=api._operate, args=(name,), daemon=True).start()
         return future.result(timeout=30)
 
@@ -542,3 +545,155 @@ def test_kubeconfig_set_after_the_client_was_imported_is_honoured(
     api = TaskRunApi()
     assert api._api().configuration.host == "https://127.0.0.9:6443"
     assert api.default_namespace() == "late"
+
+
+# -- issue 12: pending deadline, OOM memory raise ------------------------------------------------
+
+
+def test_pending_timeout_and_oom_raise_reach_every_spec(store: LocalResultStore,
+                                                        api: FakeApi) -> None:
+    runner = KubernetesTaskRunner(namespace=NS, store=store, api=api,
+                                  pending_timeout_seconds=90, oom_memory_factor=1.5,
+                                  oom_max_memory="4Gi")
+
+    @flow(task_runner=runner)
+    def pipeline() -> list[int]:
+        return add.map(range(2), 1).result(timeout=30)
+
+    assert pipeline() == [1, 2]
+    for obj in api.objects.values():
+        assert obj["spec"]["pendingTimeoutSeconds"] == 90
+        assert obj["spec"]["oomMemoryRaise"] == {"factor": 1.5, "max": "4Gi"}
+    assert runner.pending_timeout_seconds == 90
+
+
+def test_without_the_new_options_the_spec_leaves_them_to_the_operator(
+    runner: KubernetesTaskRunner, api: FakeApi
+) -> None:
+    assert _state_of_one_submit(runner).name == "Completed"
+    [obj] = api.objects.values()
+    assert "pendingTimeoutSeconds" not in obj["spec"] and "oomMemoryRaise" not in obj["spec"]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"oom_memory_factor": 2.0}, "oom_memory_factor=2.0 needs oom_max_memory too"),
+    ({"oom_max_memory": "4Gi"}, "oom_max_memory='4Gi' needs oom_memory_factor too"),
+    ({"oom_memory_factor": 1.0, "oom_max_memory": "4Gi"}, "must be a number > 1"),
+    ({"oom_memory_factor": 2, "oom_max_memory": "lots"}, "memory quantity such as '4Gi'"),
+    ({"pending_timeout_seconds": 0}, "pending_timeout_seconds must be a number of seconds > 0"),
+    ({"pending_timeout_seconds": "5m"}, "pending_timeout_seconds must be a number"),
+])
+def test_bad_issue12_options_are_refused_at_construction(options: dict[str, Any],
+                                                         message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        KubernetesTaskRunner(namespace=NS, **options)
+
+
+# -- issue 12: no run waits in silence -----------------------------------------------------------
+
+
+def test_a_reason_is_logged_once_per_change_as_a_warning(runner: KubernetesTaskRunner,
+                                                        api: FakeApi) -> None:
+    from _engine_support import capture_logs
+
+    api.operate = False
+    secret = 'Pod add-0-x-1 cannot start: CreateContainerConfigError: secret "flowpod-s3" not found'
+
+    @flow(task_runner=runner)
+    def pipeline() -> int:
+        future = add.submit(1, 2)
+        name = _wait(lambda: next(iter(api.objects), None), "TaskRun creation")
+        for _ in range(3):  # the same reason, event after event: one line
+            api.set_status(name, state="Pending", reason="CreateContainerConfigError",
+                           message=secret)
+        api.set_status(name, state="Pending", reason="Unschedulable",
+                       message="0/3 nodes are available: 3 Insufficient memory")
+        api.set_status(name, state="Pending", reason="Unschedulable",
+                       message="0/3 nodes are available: 3 Insufficient memory")
+        api.set_status(name, state="Running", reason=None, message=None, attempt=1)
+        api.set_status(name, state="Running", attempt=1)
+        threading.Thread(target=api._operate, args=(name,), daemon=True).start()
+        return future.result(timeout=30)
+
+    with capture_logs() as logs:
+        assert pipeline() == 3
+    warnings = [r.getMessage() for r in logs.records if r.levelno == logging.WARNING]
+    name = next(iter(api.objects))
+    assert warnings == [
+        f"TaskRun {name} is Pending (CreateContainerConfigError): {secret}",
+        f"TaskRun {name} is Pending (Unschedulable): 0/3 nodes are available: "
+        "3 Insufficient memory",
+    ]
+    [record] = [r for r in logs.records if "CreateContainerConfigError" in r.getMessage()]
+    assert record.name == "flowpod.task_runs"
+    assert getattr(record, "task_run_name", None) == "add-0"
+    assert f"TaskRun {name} is Running (no longer Unschedulable)" in logs.messages
+
+
+class FailingStore(LocalResultStore):
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.calls = 0
+
+    def exists(self, key: str) -> bool:
+        self.calls += 1
+        raise ConnectionError("Could not connect to the endpoint URL: http://s3.invalid:9000")
+
+
+def _configuration_errors(logs: Any, text: str) -> list[str]:
+    return [line for line, r in zip(logs.lines, logs.records, strict=True)
+            if r.levelno >= logging.ERROR and text in line and r.name == "flowpod.task_runs"]
+
+
+def test_a_dead_store_fails_a_map_of_200_with_one_error(tmp_path: Path, api: FakeApi) -> None:
+    from _engine_support import capture_logs
+
+    store = FailingStore(tmp_path / "store")
+    runner = KubernetesTaskRunner(namespace=NS, store=store, api=api)
+
+    @flow(task_runner=runner)
+    def pipeline() -> list[int]:
+        return add.map(range(200), 1).result(timeout=30)
+
+    started = time.monotonic()
+    with capture_logs() as logs, pytest.raises(ConfigurationError) as caught:
+        pipeline()
+    assert time.monotonic() - started < 10
+    assert "KubernetesTaskRunner cannot use the result store" in str(caught.value)
+    assert "s3.invalid" in str(caught.value)
+    assert store.calls == 1 and api.objects == {}
+    assert len(_configuration_errors(logs, "cannot use the result store")) == 1
+
+
+def test_an_unreachable_cluster_fails_every_run_with_one_error(store: LocalResultStore,
+                                                               api: FakeApi) -> None:
+    from _engine_support import capture_logs
+
+    class Forbidden(Exception):
+        status, reason = 403, "Forbidden"
+
+    calls: list[str] = []
+
+    def refuse(namespace: str, label_selector: str) -> Any:
+        calls.append(namespace)
+        raise Forbidden()
+
+    api.list = refuse  # type: ignore[method-assign]
+    runner = KubernetesTaskRunner(namespace=NS, store=store, api=api)
+
+    @flow(task_runner=runner)
+    def pipeline() -> list[Any]:
+        futures = add.map(range(200), 1)
+        futures.wait(30)
+        later = add.submit(1, 2)  # after the verdict: fails alike, without a new check
+        later.wait(30)
+        return [(f.state.is_failed(), type(f.state.data), f.state.message)
+                for f in [*futures, later]]
+
+    with capture_logs() as logs:
+        states = pipeline()
+    assert len(states) == 201 and all(failed for failed, _, _ in states)
+    assert {kind for _, kind, _ in states} == {ConfigurationError}
+    assert "may not list taskruns in namespace 'fake-ns' (403 Forbidden)" in states[-1][2]
+    assert calls == [NS] and api.objects == {}
+    assert len(_configuration_errors(logs, "cannot use the cluster")) == 1

@@ -7,6 +7,7 @@ loaded back and run to check it really travels by value.
 
 from __future__ import annotations
 
+import logging
 import pickle
 import queue
 import threading
@@ -18,7 +19,7 @@ import pytest
 from flowpod import flow, task
 from flowpod._contract.keys import flow_code_key
 from flowpod._kube.flowrun_api import FlowRunApi, NotFound
-from flowpod._kube.submit import flowrun_object_name, progress_line
+from flowpod._kube.submit import ReasonLog, flowrun_object_name, progress_line, reason_line
 from flowpod._storage import MemoryResultStore
 from flowpod.exceptions import ConfigurationError, FailedRun
 from flowpod.kubernetes import FlowRunHandle, submit
@@ -241,3 +242,85 @@ def test_a_helper_module_next_to_the_flow_file_travels_by_value(tmp_path: Any) -
                           cwd="/", timeout=60, check=False)
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().strip().splitlines()[-1] == "HI"
+
+
+# -- issue 12: the pending deadline, reasons while waiting, and failing fast on configuration ----
+
+
+def test_submit_passes_the_pending_timeout_and_refuses_a_bad_one() -> None:
+    api, store = FakeFlowRunApi(), MemoryResultStore()
+    handle = submit(doubler, {"n": 1}, api=api, store=store, pending_timeout_seconds=120)
+    assert api.get("team-a", "flowruns", handle.name)["spec"]["pendingTimeoutSeconds"] == 120
+    plain = submit(doubler, {"n": 1}, api=api, store=store)
+    assert "pendingTimeoutSeconds" not in api.get("team-a", "flowruns", plain.name)["spec"]
+    with pytest.raises(ValueError, match="pending_timeout_seconds must be a number of seconds"):
+        submit(doubler, {"n": 1}, api=api, store=store, pending_timeout_seconds=-1)
+
+
+def test_waiting_logs_each_new_reason_of_the_flowrun_once() -> None:
+    from _engine_support import capture_logs
+
+    api, store = FakeFlowRunApi(), MemoryResultStore()
+    handle = submit(doubler, {"n": 4}, api=api, store=store)
+    ns, name = handle.namespace, handle.name
+    missing = 'pods "x" is forbidden: error looking up service account team-a/etl: not found'
+
+    def operator() -> None:
+        assert api.watching.wait(10)
+        for _ in range(3):
+            api.set_status(ns, name, state="Pending", reason="ServiceAccountNotFound",
+                           message=missing)
+        api.set_status(ns, name, state="Crashed", reason="ServiceAccountNotFound",
+                       message=missing)
+
+    threading.Thread(target=operator).start()
+    with capture_logs() as logs:
+        assert handle.wait(timeout=5, on_change=ReasonLog(handle)) == "Crashed"
+    assert [r.getMessage() for r in logs.records if r.levelno == logging.WARNING] == [
+        f"FlowRun {ns}/{name} is Pending (ServiceAccountNotFound): {missing}"]
+    assert handle.reason == "ServiceAccountNotFound"
+    assert reason_line({"status": {"state": "Running"}}) is None
+    assert reason_line({"status": {"state": "Failed", "reason": "TaskFailed"}}) is None
+
+
+class _Refused(Exception):
+    status, reason = 404, "Not Found"
+
+
+def test_submit_fails_fast_when_the_cluster_or_the_store_cannot_be_used() -> None:
+    api, store = FakeFlowRunApi(), MemoryResultStore()
+
+    def refuse(*args: Any) -> list[dict[str, Any]]:
+        raise _Refused()
+
+    api.list_objects = refuse  # type: ignore[method-assign]
+    with pytest.raises(ConfigurationError, match=r"Cannot submit flow 'doubler' to the cluster: "
+                       r"flowruns cannot be listed in namespace 'team-a' \(404 Not Found\).*"
+                       r"CRDs are not installed"):
+        submit(doubler, {"n": 1}, api=api, store=store)
+    assert api.objects == {} and not store.exists("runs")
+
+    class DeadStore(MemoryResultStore):
+        def exists(self, key: str) -> bool:
+            raise ConnectionError("connection refused: http://127.0.0.1:9")
+
+    api = FakeFlowRunApi()
+    with pytest.raises(ConfigurationError, match="the result store .* does not answer: "
+                       "connection refused"):
+        submit(doubler, {"n": 1}, api=api, store=DeadStore())
+    assert api.objects == {}
+
+
+def test_a_dead_s3_endpoint_fails_the_check_in_seconds() -> None:
+    import time
+
+    from flowpod._kube.preflight import check_store
+    from flowpod._storage.s3 import S3ResultStore
+
+    store = S3ResultStore("results", endpoint_url="http://127.0.0.1:9", region="us-east-1",
+                          access_key_id="k", secret_access_key="s")
+    started = time.monotonic()
+    with pytest.raises(ConfigurationError, match="127.0.0.1:9"):
+        check_store(store, "runs/ns/x/flow-code", "the store")
+    assert time.monotonic() - started < 20
+    assert store.retry_budget_seconds == 60.0  # the store itself keeps its budget

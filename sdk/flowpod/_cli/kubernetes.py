@@ -8,7 +8,9 @@
 through ``flowpod._cli.targets``. Only click is imported here; the Kubernetes client, pydantic and
 boto3 are imported when a command runs, through ``flowpod._kube.flowrun_api.FlowRunApi``
 (``make_api`` is the seam tests replace). Exit codes: 0 success, 1 the flow run did not complete
-(or the cluster refused the call), 2 a usage error.
+(or the cluster refused the call, or the cluster or the store cannot be used), 2 a usage error.
+``get`` adds a REASON column when the operator says why a run is where it is, and
+``submit --wait`` prints a line each time that reason changes.
 """
 
 from __future__ import annotations
@@ -112,16 +114,20 @@ def _parse_env(items: Sequence[str]) -> dict[str, str]:
               help="An environment variable for the flow pod.")
 @click.option("--wait", "-w", is_flag=True, help="Follow the run; exit 1 unless Completed.")
 @_timeout_option
+@click.option("--pending-timeout", "pending_timeout", type=click.FloatRange(min=0, min_open=True),
+              default=None, metavar="SECONDS",
+              help="How long the flow pod may wait to start (scheduling, image pull) before the "
+                   "attempt ends Crashed (PendingTimeout); default: the operator's.")
 def submit_command(target: str, params: tuple[str, ...], namespace: str | None,
                    image: str | None, env: tuple[str, ...], wait: bool,
-                   timeout: float | None) -> None:
+                   timeout: float | None, pending_timeout: float | None) -> None:
     """Run the flow TARGET (path/to/file.py:flow_name) on the cluster as a FlowRun."""
     path, name = split_target(target)
     parameters = parse_params(params)
     env_vars = _parse_env(env)
     flow_obj = load_flow(path, name)
 
-    from flowpod._kube.submit import progress_line, submit
+    from flowpod._kube.submit import progress_line, reason_line, submit
     from flowpod.exceptions import ConfigurationError, SerializationError
 
     store = make_store(None)
@@ -132,8 +138,11 @@ def submit_command(target: str, params: tuple[str, ...], namespace: str | None,
     api = make_api()
     try:
         handle = submit(flow_obj, parameters, namespace=namespace, image=image,
-                        env=env_vars or None, api=api, store=store)
-    except (ValueError, TypeError, ConfigurationError, SerializationError) as exc:
+                        env=env_vars or None, api=api, store=store,
+                        pending_timeout_seconds=pending_timeout)
+    except ConfigurationError as exc:  # the cluster or the store cannot be used from here
+        raise click.ClickException(str(exc)) from None
+    except (ValueError, TypeError, SerializationError) as exc:
         raise click.UsageError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - the API server's answer, shown as such
         raise _fail_on_api_error(exc) from None
@@ -141,12 +150,17 @@ def submit_command(target: str, params: tuple[str, ...], namespace: str | None,
     if not wait:
         return
     last: list[str] = []
+    reasons: list[str | None] = [None]
 
     def show(obj: dict[str, Any]) -> None:
         line = progress_line(obj)
         if not last or last[-1] != line:
             last.append(line)
             click.echo(line)
+        why = reason_line(obj)  # once per change of the operator's reason / message
+        if why is not None and why != reasons[0]:
+            click.echo(f"FlowRun {handle.name} is {why}")
+        reasons[0] = why
 
     try:
         state = handle.wait(timeout, on_change=show)
@@ -155,8 +169,9 @@ def submit_command(target: str, params: tuple[str, ...], namespace: str | None,
     except KeyboardInterrupt:
         click.echo(f"Stopped following; the run goes on (flowpod cancel {handle.name})", err=True)
         sys.exit(130)
-    message = handle.message
+    message, reason = handle.message, handle.reason
     click.echo(f"FlowRun {handle.name} finished in state {state}"
+               + (f" ({reason})" if reason and state != "Completed" else "")
                + (f": {message}" if message else ""))
     if state != "Completed":
         sys.exit(1)
@@ -239,7 +254,16 @@ def get_command(kind: str, name: str | None, namespace: str | None, flowrun: str
     now = datetime.now(UTC)
     make_row = flowrun_row if plural == "flowruns" else taskrun_row
     items.sort(key=lambda obj: str(obj["metadata"].get("creationTimestamp") or ""))
-    click.echo(format_table(_HEADERS[plural], [make_row(obj, now) for obj in items]))
+    headers, rows = list(_HEADERS[plural]), [make_row(obj, now) for obj in items]
+    reasons = [str((obj.get("status") or {}).get("reason") or "") for obj in items]
+    if any(reasons):  # REASON after STATE, only when the operator gave one (as kubectl -o wide)
+        headers.insert(3, "REASON")
+        for row, reason in zip(rows, reasons, strict=True):
+            row.insert(3, reason or "-")
+    click.echo(format_table(headers, rows))
+    message = str((items[0].get("status") or {}).get("message") or "") if name else ""
+    if message and reasons[0]:
+        click.echo(f"MESSAGE: {message}")
 
 
 # --- logs ----------------------------------------------------------------------------------------

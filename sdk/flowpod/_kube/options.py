@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from flowpod._kube.taskrun_api import TaskRunApi
     from flowpod._storage import ResultStore
 
-__all__ = ["OPTION_NAMES", "RunnerOptions"]
+__all__ = ["OPTION_NAMES", "RunnerOptions", "check_pending_timeout"]
 
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
@@ -60,6 +60,15 @@ class RunnerOptions:
     """Threads that write payloads and create TaskRuns."""
     watch_timeout_seconds: int = 60
     """How long one watch request of the TaskRuns lasts before it is renewed."""
+    pending_timeout_seconds: float | None = None
+    """How long an attempt may wait to start (pod creation, scheduling, image pull) before the
+    operator ends it Crashed with reason PendingTimeout (``spec.pendingTimeoutSeconds``; default:
+    the operator's)."""
+    oom_memory_factor: float | None = None
+    """After an OOMKilled attempt, multiply the next attempt's memory limit by this (> 1; with
+    ``oom_max_memory``: ``spec.oomMemoryRaise``)."""
+    oom_max_memory: str | None = None
+    """Never raise the memory limit above this, e.g. '4Gi' (with ``oom_memory_factor``)."""
 
     def __post_init__(self) -> None:
         if self.namespace is not None and not _NAMESPACE.fullmatch(self.namespace):
@@ -69,10 +78,57 @@ class RunnerOptions:
             )
         if not isinstance(self.submit_workers, int) or self.submit_workers < 1:
             raise ValueError(f"submit_workers must be an int >= 1, got {self.submit_workers!r}")
+        check_pending_timeout(self.pending_timeout_seconds)
+        _check_oom(self.oom_memory_factor, self.oom_max_memory)
+
+    def oom_memory_raise(self) -> dict[str, Any] | None:
+        """``spec.oomMemoryRaise`` on the wire (None when the options do not ask for it)."""
+        if self.oom_memory_factor is None or self.oom_max_memory is None:
+            return None
+        return {"factor": float(self.oom_memory_factor), "max": self.oom_max_memory}
 
     def portable(self) -> RunnerOptions:
         """These options without what stays in this process (the store and the API access)."""
         return replace(self, store=None, api=None)
+
+
+def check_pending_timeout(seconds: float | None) -> None:
+    if seconds is None:
+        return
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+        raise ValueError(
+            f"pending_timeout_seconds must be a number of seconds > 0 (how long an attempt may "
+            f"wait to start), got {seconds!r}"
+        )
+
+
+_QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
+
+
+def _check_oom(factor: float | None, max_memory: str | None) -> None:
+    """Both or neither; factor a number > 1 (at most 16); max a memory quantity ('4Gi')."""
+    if factor is None and max_memory is None:
+        return
+    if max_memory is None:
+        raise ValueError(
+            f"oom_memory_factor={factor!r} needs oom_max_memory too: the memory limit an "
+            "OOMKilled task may be raised to at most, e.g. oom_max_memory='4Gi'"
+        )
+    if factor is None:
+        raise ValueError(
+            f"oom_max_memory={max_memory!r} needs oom_memory_factor too: how much to multiply "
+            "the memory limit by after an OOMKilled attempt, e.g. oom_memory_factor=2.0"
+        )
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not 1 < factor <= 16:
+        raise ValueError(
+            f"oom_memory_factor must be a number > 1 (and at most 16), got {factor!r}: the next "
+            "attempt's memory limit is the last one times this factor"
+        )
+    if not isinstance(max_memory, str) or not _QUANTITY.fullmatch(max_memory.strip()):
+        raise ValueError(
+            f"oom_max_memory must be a Kubernetes memory quantity such as '4Gi' or '512Mi', "
+            f"got {max_memory!r}"
+        )
 
 
 OPTION_NAMES = frozenset(option.name for option in fields(RunnerOptions))

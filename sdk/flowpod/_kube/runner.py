@@ -4,7 +4,11 @@ For each submitted run the runner resolves upstream futures in a submit worker, 
 payload and creates the TaskRun (``flowpod._kube.taskruns``). One watch per runner follows all
 of its TaskRuns (label ``flowpod.dev/runner``); a TaskRun that reaches a final state resolves
 its future (``flowpod._kube.futures``) with the state read back from the store
-(``flowpod._kube.results``). Options live in one ``RunnerOptions`` value
+(``flowpod._kube.results``); while a run cannot progress, the watch logs the operator's
+``status.reason`` and message once per change, as a WARNING of that task run. Before the first
+TaskRun the runner checks once that the cluster and the store answer
+(``flowpod._kube.preflight``): a broken configuration fails every run with one
+ConfigurationError, reported once. Options live in one ``RunnerOptions`` value
 (``flowpod._kube.options``); every Kubernetes API call goes through ``TaskRunApi``.
 """
 
@@ -26,6 +30,7 @@ from flowpod._engine.inputs import resolve_inputs
 from flowpod._engine.task_engine import prepare_submission
 from flowpod._kube.futures import KubernetesTaskFuture
 from flowpod._kube.options import OPTION_NAMES, RunnerOptions
+from flowpod._kube.preflight import Verdict, check_cluster, check_store
 from flowpod._kube.results import final_state, safely, transient_state
 from flowpod._kube.storage_views import StorageViews, local_store, storage_views
 from flowpod._kube.taskrun_api import TaskRunApi, WatchExpired
@@ -60,7 +65,10 @@ class KubernetesTaskRunner(TaskRunner):
     image_pull_policy: copied to every TaskRun's pod settings. kubeconfig / context: which
     cluster. store: this process's own view of the same bucket, when it reaches S3 at another
     address than the pods do (an in-cluster endpoint vs. a port-forward), or for tests. api:
-    replaces the API access (tests, custom setups). Each option is documented on
+    replaces the API access (tests, custom setups). pending_timeout_seconds: how long an attempt
+    may wait to start before the operator ends it Crashed (PendingTimeout). oom_memory_factor and
+    oom_max_memory (both or neither): after an OOMKilled attempt, the next one gets the memory
+    limit times the factor, up to the max. Each option is documented on
     ``RunnerOptions``; ``runner.<option>`` reads it.
     """
     options: RunnerOptions
@@ -83,6 +91,9 @@ class KubernetesTaskRunner(TaskRunner):
         api: TaskRunApi | None = None,
         submit_workers: int = 16,
         watch_timeout_seconds: int = 60,
+        pending_timeout_seconds: float | None = None,
+        oom_memory_factor: float | None = None,
+        oom_max_memory: str | None = None,
     ) -> None:
         self.options = RunnerOptions(
             namespace, image, storage, kubeconfig=kubeconfig, context=context, env=env,
@@ -90,6 +101,8 @@ class KubernetesTaskRunner(TaskRunner):
             node_selector=node_selector, tolerations=tolerations,
             image_pull_policy=image_pull_policy, store=store, api=api,
             submit_workers=submit_workers, watch_timeout_seconds=watch_timeout_seconds,
+            pending_timeout_seconds=pending_timeout_seconds,
+            oom_memory_factor=oom_memory_factor, oom_max_memory=oom_max_memory,
         )
         self._reset()
 
@@ -119,6 +132,8 @@ class KubernetesTaskRunner(TaskRunner):
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
         self._storage_views: StorageViews | None = None
+        self._verdict = Verdict()
+        self._notices: dict[str, tuple[str, str | None]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         # Threads, locks and clients stay behind; the copy starts fresh where it lands.
@@ -191,8 +206,38 @@ class KubernetesTaskRunner(TaskRunner):
         self._executor().submit(contextvars.copy_context().run, self._create, submission, future)
         return future
 
+    def check_configuration(self) -> None:
+        """Check once that the cluster and the result store answer (``flowpod._kube.preflight``);
+        ConfigurationError naming what failed. Later calls repeat the first answer."""
+        error, _ = self._verdict.check(self._check_configuration)
+        if error is not None:
+            raise error
+
+    def _check_configuration(self) -> None:
+        selector = f"{RUNNER_LABEL}={self.runner_id}"
+
+        def list_taskruns() -> object:
+            # Matches nothing yet: the config loads, the API answers, TaskRuns exist there.
+            return self.api.list(self.resolved_namespace(), selector)
+
+        check_cluster(list_taskruns, "taskruns", lambda: self._resolved_namespace,
+                      "KubernetesTaskRunner cannot use the cluster")
+        namespace = self.resolved_namespace()
+        store = self.result_store()
+        check_store(store, f"runs/{namespace}/.flowpod-check-{self.runner_id}",
+                    f"KubernetesTaskRunner cannot use the result store {store!r}")
+
     def _create(self, sub: Submission, future: KubernetesTaskFuture[Any]) -> None:
         """Resolve inputs, write the payload, create the TaskRun (in a submit worker)."""
+        error, first = self._verdict.check(self._check_configuration)
+        if error is not None:
+            # One report for the whole runner: the first run logs it, the others only fail.
+            state = exception_to_failed_state(error, "Could not submit the task run:")
+            if first:
+                self._finish(future, state)
+            else:
+                future._resolve(state)
+            return
         try:
             params = resolve_inputs(sub.parameters, sub.wait_for)
         except UpstreamTaskError as exc:
@@ -269,12 +314,39 @@ class KubernetesTaskRunner(TaskRunner):
             snapshot = dict(status)
             self._settle(name, future, lambda: final_state(
                 self.result_store(), self.resolved_namespace(), name, future.task_run, snapshot))
-        elif state_name and state_name != future.task_run.state_name:
-            future._observe(transient_state(str(state_name), status))
+        elif state_name:
+            if state_name != future.task_run.state_name:
+                future._observe(transient_state(str(state_name), status))
+            self._report_reason(name, future, str(state_name), status)
+
+    def _report_reason(self, name: str, future: KubernetesTaskFuture[Any], state_name: str,
+                       status: Mapping[str, Any]) -> None:
+        """One WARNING per new ``status.reason`` / ``message`` of a run that is not final (the
+        operator says why it cannot progress), and one INFO when it runs again after that."""
+        reason = status.get("reason")
+        message = status.get("message")
+        with self._lock:
+            before = self._notices.get(name)
+            if reason:
+                notice = (str(reason), str(message) if message else None)
+                if notice == before:
+                    return
+                self._notices[name] = notice
+            elif before is None or state_name != "Running":
+                return
+            else:
+                del self._notices[name]
+        if reason or before is None:
+            tlog(future.task_run, logging.WARNING, "TaskRun %s is %s (%s)%s", name, state_name,
+                 reason, f": {message}" if message else "")
+        else:
+            tlog(future.task_run, logging.INFO, "TaskRun %s is Running (no longer %s)", name,
+                 before[0])
 
     def _settle(self, name: str, future: KubernetesTaskFuture[Any],
                 build: Callable[[], State[Any]]) -> None:
         with self._lock:
+            self._notices.pop(name, None)
             if self._futures.pop(name, None) is None:
                 return  # already being settled (a repeated event)
         # Reading the result may take a while (a big object): not on the watch thread.

@@ -3,8 +3,10 @@
 ``submit()`` pickles the flow by value into the result store at ``runs/<ns>/<flowrun>/flow-code``
 (so a flow defined in a script needs no image build, only its dependencies in the image), then
 creates a FlowRun whose ``spec.code`` is that key; the operator starts a flow pod that loads it.
-The handle follows the FlowRun with a watch (``wait``), reports progress as task-run counts, and
-reads the flow's return value back from the store (``result``).
+The handle follows the FlowRun with a watch (``wait``), reports progress as task-run counts (and,
+``reason_line``, why a run cannot progress), and reads the flow's return value back from the
+store (``result``). Before creating anything, ``submit()`` checks once that the cluster and the
+store answer (``flowpod._kube.preflight``).
 
 Storage from ``FLOWPOD_S3_*`` is seen from two places (``flowpod._kube.storage_views``): this
 process uses ``FLOWPOD_S3_ENDPOINT``, while the specs written into the cluster carry
@@ -17,6 +19,7 @@ pydantic, cloudpickle, boto3 and the kubernetes client are imported on first use
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import string
@@ -28,8 +31,11 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from flowpod._contract.keys import flow_code_key
+from flowpod._contract.labels import FLOWRUN_LABEL, label_value
 from flowpod._contract.states import FINAL_STATES
 from flowpod._kube.flowrun_api import FlowRunApi, NotFound
+from flowpod._kube.options import check_pending_timeout
+from flowpod._kube.preflight import check_cluster, check_store
 from flowpod._kube.storage_views import (
     CLUSTER_ENDPOINT_VAR,
     StorageViews,
@@ -54,9 +60,12 @@ __all__ = [
     "StorageViews",
     "flowrun_object_name",
     "progress_line",
+    "reason_line",
     "storage_views",
     "submit",
 ]
+
+logger = logging.getLogger("flowpod.kubernetes")
 
 _NAME_CHARS = re.compile(r"[^a-z0-9-]+")
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
@@ -90,6 +99,31 @@ def progress_line(obj: Mapping[str, Any]) -> str:
     if extras:
         line += f" ({', '.join(extras)})"
     return line
+
+
+def reason_line(obj: Mapping[str, Any]) -> str | None:
+    """'Pending (ServiceAccountNotFound): ...' while the operator says why a FlowRun that is not
+    final cannot progress (``status.reason`` and message); None otherwise."""
+    status = obj.get("status") or {}
+    state, reason = status.get("state") or "Pending", status.get("reason")
+    if not reason or state in FINAL_STATES:
+        return None
+    message = status.get("message")
+    return f"{state} ({reason})" + (f": {message}" if message else "")
+
+
+class ReasonLog:
+    """An ``on_change`` for ``FlowRunHandle.wait``: one WARNING per new reason line of the run."""
+
+    def __init__(self, handle: FlowRunHandle) -> None:
+        self.handle = handle
+        self.last: str | None = None
+
+    def __call__(self, obj: dict[str, Any]) -> None:
+        line = reason_line(obj)
+        if line is not None and line != self.last:
+            logger.warning("FlowRun %s/%s is %s", self.handle.namespace, self.handle.name, line)
+        self.last = line
 
 
 def _env_list(env: Sequence[Mapping[str, Any]] | Mapping[str, str] | None) -> list[Any] | None:
@@ -192,6 +226,7 @@ def submit(
     service_account_name: str | None = None,
     ttl_seconds_after_finished: int | None = None,
     timeout: float | None = None,
+    pending_timeout_seconds: float | None = None,
     kubeconfig: str | None = None,
     context: str | None = None,
     store: ResultStore | None = None,
@@ -204,15 +239,27 @@ def submit(
     FlowRun gets ``FLOWPOD_S3_CLUSTER_ENDPOINT`` as its endpoint when that is set). ``image``
     runs the flow pod and, unless the flow's task runner says otherwise, its task pods; it must
     have the flow's dependencies and flowpod. ``env`` is added to the flow pod. Parameters must
-    be JSON values.
+    be JSON values. ``pending_timeout_seconds``: how long the flow pod may wait to start before
+    the operator ends the attempt Crashed (PendingTimeout); default: the operator's.
     """
     from flowpod._contract.resources import FlowRunSpec
 
     if not isinstance(flow, Flow):
         raise TypeError(f"submit() takes a flow (decorated with @flow), got {type(flow).__name__}")
     params = _check_parameters(flow, parameters or {})
+    check_pending_timeout(pending_timeout_seconds)
     api = api or FlowRunApi(kubeconfig, context)
-    namespace = namespace or api.default_namespace()
+    run_name = name or flowrun_object_name(flow.name)
+    where = [namespace]
+
+    def reach_flowruns() -> object:
+        # A list that matches nothing: the config loads, the API answers, FlowRuns exist there.
+        ns = where[0] = where[0] or api.default_namespace()
+        return api.list_objects(ns, "flowruns", f"{FLOWRUN_LABEL}={label_value(run_name)}")
+
+    check_cluster(reach_flowruns, "flowruns", lambda: where[0],
+                  f"Cannot submit flow {flow.name!r} to the cluster")
+    namespace = where[0] or api.default_namespace()
     views = storage_views(storage)
     if store is None:
         store = local_store(
@@ -222,7 +269,9 @@ def submit(
             "FLOWPOD_S3_ENDPOINT / FLOWPOD_S3_PREFIX), or pass store=<ResultStore> pointing "
             "at the operator's default storage",
         )
-    run_name = name or flowrun_object_name(flow.name)
+    code_key = flow_code_key(namespace, run_name)
+    check_store(store, code_key,
+                f"Cannot submit flow {flow.name!r}: the result store {store!r} does not answer")
     delay = flow.retry_delay_seconds
     spec = FlowRunSpec.model_validate({
         "code": flow_code_key(namespace, run_name),
@@ -236,13 +285,14 @@ def submit(
         "retryDelaySeconds": [float(delay)] if delay else [],
         "timeoutSeconds": flow.timeout_seconds or None,
         "ttlSecondsAfterFinished": ttl_seconds_after_finished,
+        "pendingTimeoutSeconds": pending_timeout_seconds,
     })
     manifest = spec.to_manifest(run_name, namespace, labels={"flowpod.dev/flow": _label(flow)})
     store.put(flow_code_key(namespace, run_name), dump_flow(flow))
     api.create_flowrun(namespace, manifest)
     handle = FlowRunHandle(run_name, namespace, api=api, store=store)
     if wait:
-        handle.wait(timeout)
+        handle.wait(timeout, on_change=ReasonLog(handle))
     return handle
 
 
@@ -280,6 +330,14 @@ class FlowRunHandle:
         operator has seen it."""
         self.refresh()
         return self._last_state()
+
+    @property
+    def reason(self) -> str | None:
+        """Why the FlowRun is in its state or cannot progress (``status.reason``, e.g.
+        'ServiceAccountNotFound'), as last read."""
+        status = (self._last or self.refresh()).get("status") or {}
+        found = status.get("reason")
+        return str(found) if found else None
 
     @property
     def message(self) -> str | None:

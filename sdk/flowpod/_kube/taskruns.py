@@ -130,6 +130,8 @@ def prepare_taskrun(sub: Submission, params: dict[str, Any],
         "env": list(env) if env else None,
         "nodeSelector": dict(options.node_selector) if options.node_selector else None,
         "tolerations": [dict(t) for t in options.tolerations] if options.tolerations else None,
+        "pendingTimeoutSeconds": options.pending_timeout_seconds,
+        "oomMemoryRaise": options.oom_memory_raise(),
     })
     labels = {RUNNER_LABEL: target.runner_id, TASK_LABEL: label_value(task.name)}
     owners = None
