@@ -224,3 +224,34 @@ def test_timeout_ends_the_run_timed_out(namespace: str) -> None:
         pipeline()
     assert time.monotonic() - started < 30
     assert seen[0].state.name == "TimedOut"
+
+
+def test_an_image_that_cannot_start_is_told_in_the_flows_log_and_ended_by_the_deadline(
+    namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The TaskRun case, seen from the flow: before, the TaskRun knew why it hung and
+    # the flow's own output said nothing. Now the runner logs the reason once, and the pending
+    # deadline ends the run with it.
+    runner = KubernetesTaskRunner(namespace=namespace, image="flowpod:no-such-tag",
+                                  pending_timeout_seconds=20)
+    seen: list[Any] = []
+
+    @flow(task_runner=runner)
+    def pipeline() -> int:
+        future = add.submit(1, 2)
+        seen.append(future)
+        return future.result(timeout=120)
+
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger="flowpod"), pytest.raises(Exception):
+        pipeline()
+    assert time.monotonic() - started < 90
+    state = seen[0].state
+    assert state.name == "Crashed", state
+    assert "could not start within 20 s" in (state.message or "")
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelname == "WARNING" and "ImagePull" in r.getMessage()
+                or r.levelname == "WARNING" and "ErrImagePull" in r.getMessage()]
+    assert warnings, [r.getMessage() for r in caplog.records]
+    # Once per change of reason, not once per watch event.
+    assert len(set(warnings)) == len(warnings)
