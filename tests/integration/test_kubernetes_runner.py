@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from flowpod import flow, task
+from flowpod.exceptions import CrashedRun
 from flowpod.kubernetes import KubernetesTaskRunner
 
 from .harness import Cluster
@@ -243,15 +244,14 @@ def test_an_image_that_cannot_start_is_told_in_the_flows_log_and_ended_by_the_de
         return future.result(timeout=120)
 
     started = time.monotonic()
-    with caplog.at_level("WARNING", logger="flowpod"), pytest.raises(Exception):
+    with caplog.at_level("WARNING", logger="flowpod"), pytest.raises(CrashedRun):
         pipeline()
     assert time.monotonic() - started < 90
     state = seen[0].state
     assert state.name == "Crashed", state
     assert "could not start within 20 s" in (state.message or "")
     warnings = [r.getMessage() for r in caplog.records
-                if r.levelname == "WARNING" and "ImagePull" in r.getMessage()
-                or r.levelname == "WARNING" and "ErrImagePull" in r.getMessage()]
+                if r.levelname == "WARNING" and "ImagePull" in r.getMessage()]
     assert warnings, [r.getMessage() for r in caplog.records]
     # Once per change of reason, not once per watch event.
     assert len(set(warnings)) == len(warnings)
