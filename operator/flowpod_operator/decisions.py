@@ -29,10 +29,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flowpod._contract.lifecycle import Schedule, failure_suffix
-from flowpod._contract.reasons import Reason
+from flowpod._contract.reasons import INFRASTRUCTURE_REASONS, Reason
 from flowpod._contract.records import CacheRecord, Outcome
 from flowpod._contract.resources import TaskRunResource
-from flowpod._contract.retrying import decide_retry
+from flowpod._contract.retrying import RetryDecision, decide_retry
 from flowpod._contract.states import FINAL_STATES, StateName
 from flowpod._contract.states import outcome_state as outcome_state_name
 from flowpod._contract.status import (
@@ -71,6 +71,8 @@ __all__ = [
 
 # How soon a refused pod create is tried again (the operator's error backoff also applies).
 _CREATE_RETRY_S = 5.0
+# Delays before the operator's own retries of platform failures.
+_INFRA_DELAYS_S = (2.0, 10.0, 30.0)
 # States in which the current attempt's pod exists (or is about to).
 _ACTIVE_STATES = frozenset({StateName.PENDING, StateName.RUNNING, StateName.RETRYING})
 
@@ -191,6 +193,7 @@ def decide(
     *,
     trouble: Trouble | None = None,
     pending_timeout: float | None = None,
+    infrastructure_retries: int = 0,
 ) -> Decision:
     """The actions that follow from what was observed.
 
@@ -198,7 +201,9 @@ def decide(
     attempt's outcome record (None: not written); ``cache_hit`` the record under
     ``spec.cacheKey`` (None: none); ``trouble`` why the last try to create the attempt's pod
     failed (None: it did not); ``pending_timeout`` the operator's default for how long an
-    attempt may take to start (``spec.pendingTimeoutSeconds`` wins).
+    attempt may take to start (``spec.pendingTimeoutSeconds`` wins); ``infrastructure_retries``
+    how many attempts beyond the run's own retries a platform fault (``INFRASTRUCTURE_REASONS``)
+    gets.
     """
     state = taskrun.status.state
     if state in FINAL_STATES:
@@ -209,7 +214,8 @@ def decide(
         return _after_delay(taskrun, now)
     if state in _ACTIVE_STATES:
         limit = taskrun.spec.pending_timeout_seconds or pending_timeout
-        return _observe_attempt(taskrun, pod, outcome, now, rng, trouble, limit)
+        return _observe_attempt(taskrun, pod, outcome, now, rng, trouble, limit,
+                                infrastructure_retries)
     return NOTHING
 
 
@@ -275,6 +281,7 @@ def _observe_attempt(
     rng: random.Random | None,
     trouble: Trouble | None,
     pending_timeout: float | None,
+    infra: int = 0,
 ) -> Decision:
     status = taskrun.status
     attempt = status.attempt
@@ -288,13 +295,13 @@ def _observe_attempt(
             return _cannot_start(taskrun, None, trouble, now, rng, pending_timeout)
         message = f"Pod {status.pod or '?'} of attempt {attempt} disappeared before it finished"
         return _conclude(taskrun, StateName.CRASHED, None, now, rng, message,
-                         reason=Reason.POD_DELETED)
+                         reason=Reason.POD_DELETED, infra=infra)
     phase = pod.get("status", {}).get("phase")
     if phase == "Succeeded":
         if outcome is None:
             message = f"Pod {_pod_name(pod)} exited 0 without writing an outcome record"
             return _conclude(taskrun, StateName.CRASHED, None, now, rng, message,
-                             running_since=_started(pod), reason=Reason.NO_OUTCOME)
+                             running_since=_started(pod), reason=Reason.NO_OUTCOME, infra=infra)
         return _conclude(taskrun, outcome_state(outcome), outcome, now, rng, None,
                          running_since=_started(pod))
     if phase == "Failed" or (phase == "Unknown" and pod_failure_reason(pod) == "NodeLost"):
@@ -305,7 +312,7 @@ def _observe_attempt(
         if reason is None and state is StateName.FAILED:
             reason = Reason.TASK_FAILED
         return _conclude(taskrun, state, outcome, now, rng, why, running_since=_started(pod),
-                         reason=reason, memory_limit=container_memory_limit(pod))
+                         reason=reason, memory_limit=container_memory_limit(pod), infra=infra)
     if phase == "Pending":
         return _cannot_start(taskrun, pod, pending_pod_trouble(pod), now, rng, pending_timeout)
     if phase == "Running" and status.state is not StateName.RUNNING:
@@ -397,6 +404,7 @@ def _conclude(
     reason: str | None = None,
     retryable: bool = True,
     memory_limit: str | None = None,
+    infra: int = 0,
 ) -> Decision:
     spec, status = taskrun.spec, taskrun.status
     attempt = status.attempt
@@ -437,6 +445,14 @@ def _conclude(
         condition_allows=allows, rng=rng,
     )
     suffix = failure_suffix(verdict, spec.retries, allows, Schedule.OPERATOR)
+    if not verdict.retry and state is StateName.CRASHED and reason in INFRASTRUCTURE_REASONS:
+        used = sum(1 for entry in status.history
+                   if entry.state is StateName.CRASHED and entry.reason in INFRASTRUCTURE_REASONS)
+        if used < infra:
+            delay = _INFRA_DELAYS_S[min(used, len(_INFRA_DELAYS_S) - 1)]
+            verdict = RetryDecision(True, used + 1, delay)
+            suffix = (f"the operator retries this platform failure ({used + 1}/{infra}), "
+                      f"starting in {delay:g} s")
     if verdict.retry:
         due = now + timedelta(seconds=verdict.delay_seconds)
         retry_message = f"{message} - {suffix}"

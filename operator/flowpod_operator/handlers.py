@@ -265,7 +265,8 @@ class Reconciler(KeyedLoop):
                                                taskrun)
         decision = decide(taskrun, pod, outcome, cache_hit, self.clock(), self.rng,
                           trouble=self.troubles.get(key),
-                          pending_timeout=self.config.pending_timeout_seconds)
+                          pending_timeout=self.config.pending_timeout_seconds,
+                          infrastructure_retries=self.config.infrastructure_retries)
         for action in decision.actions:
             if isinstance(action, CreatePod):
                 await self._create_pod(key, taskrun, action.attempt)

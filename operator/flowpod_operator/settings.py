@@ -44,6 +44,10 @@ Pods:
     ends Crashed with the reason it could not (whole seconds >= 0, default 300; 0 turns the
     deadline off). A run's ``spec.pendingTimeoutSeconds`` wins. Problems that waiting cannot fix
     (a missing ServiceAccount or Secret, a forbidden or invalid pod) end the attempt at once.
+``FLOWPOD_OPERATOR_INFRASTRUCTURE_RETRIES``
+    Attempts the operator adds, beyond a run's own retries, after a platform failure - its pod
+    deleted, evicted or lost with its node, or ended without an outcome because the store was
+    down (whole number >= 0, default 3; after 2, 10 and 30 s).
 ``FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS``
     Added to a run's timeout to make its pod's ``activeDeadlineSeconds`` (whole seconds >= 0,
     default 30). The pod stops an overrunning task itself, at its timeout; the kubelet's deadline
@@ -92,6 +96,7 @@ DEFAULT_FLOW_SERVICE_ACCOUNT = "flowpod-flow-runner"
 DEFAULT_RUN_AS_USER = 1000
 DEFAULT_DEADLINE_ALLOWANCE_SECONDS = 30
 DEFAULT_PENDING_TIMEOUT_SECONDS = 300
+DEFAULT_INFRASTRUCTURE_RETRIES = 3
 # Kubernetes validates runAsUser as a 32-bit signed value.
 _MAX_UID = 2**31 - 1
 _TRUE, _FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
@@ -207,6 +212,9 @@ class OperatorConfig:
     """How long an attempt may take to start before it ends Crashed (PendingTimeout), unless its
     run's ``spec.pendingTimeoutSeconds`` says otherwise
     (``FLOWPOD_OPERATOR_PENDING_TIMEOUT_SECONDS``; 0 or None: no deadline)."""
+    infrastructure_retries: int = DEFAULT_INFRASTRUCTURE_RETRIES
+    """Attempts beyond a run's own retries after a platform failure
+    (``FLOWPOD_OPERATOR_INFRASTRUCTURE_RETRIES``)."""
     deadline_allowance_seconds: int = DEFAULT_DEADLINE_ALLOWANCE_SECONDS
     """Seconds added to a run's timeout for its pod's ``activeDeadlineSeconds``
     (``FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS``): the deadline is a backstop behind the
@@ -249,6 +257,8 @@ class OperatorConfig:
         ttl = _seconds(env, "FLOWPOD_OPERATOR_TTL_SECONDS")
         allowance = _seconds(env, "FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS")
         pending = _seconds(env, "FLOWPOD_OPERATOR_PENDING_TIMEOUT_SECONDS")
+        # A count, not seconds, but the same rule: a whole number >= 0, unset keeps the default.
+        infra = _seconds(env, "FLOWPOD_OPERATOR_INFRASTRUCTURE_RETRIES")
         defaults_text = env.get("FLOWPOD_OPERATOR_POD_DEFAULTS", "").strip()
         return cls(
             task_service_account=env.get("FLOWPOD_OPERATOR_TASK_SERVICE_ACCOUNT", "").strip(),
@@ -259,6 +269,7 @@ class OperatorConfig:
                                         else allowance),
             pending_timeout_seconds=(DEFAULT_PENDING_TIMEOUT_SECONDS if pending is None
                                      else pending or None),
+            infrastructure_retries=(DEFAULT_INFRASTRUCTURE_RETRIES if infra is None else infra),
             default_image=env.get("FLOWPOD_OPERATOR_IMAGE", "").strip() or DEFAULT_IMAGE,
             storage=storage,
             namespaces=namespaces,

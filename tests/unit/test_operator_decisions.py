@@ -476,3 +476,34 @@ def test_history_is_appended_not_replaced() -> None:
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+
+
+def test_platform_failures_get_the_operators_own_retries_beyond_the_runs() -> None:
+    # A pod that ended without an outcome (its store was down) says nothing about the task: with
+    # no retries of its own, the run still gets infrastructure retries, then ends Crashed.
+    taskrun = running(start(make_taskrun(retries=0)))
+    now = T0
+    for attempt in (1, 2, 3):
+        decision = decide(taskrun, pod(attempt, "Failed", exit_code=75), None, None, now,
+                          infrastructure_retries=2 if attempt else 0)
+        taskrun = apply(taskrun, decision)
+        if attempt == 3:
+            break
+        assert taskrun.status.state == "AwaitingRetry", taskrun.status
+        assert "platform failure" in (taskrun.status.message or "")
+        assert taskrun.status.reason == "NoOutcome"
+        now = taskrun.status.next_retry_at or now
+        taskrun = apply(taskrun, decide(taskrun, None, None, None, now))
+        assert taskrun.status.attempt == attempt + 1
+        taskrun = running(taskrun, attempt + 1)
+    assert taskrun.status.state == "Crashed" and taskrun.status.reason == "NoOutcome"
+    assert taskrun.status.attempt == 3
+
+
+def test_user_failures_get_no_infrastructure_retries() -> None:
+    taskrun = running(start(make_taskrun(retries=0)))
+    failed = Outcome(attempt=1, state="Failed", exception="ValueError('x')")
+    decision = decide(taskrun, pod(1, "Failed", exit_code=1), failed, None, T0,
+                      infrastructure_retries=3)
+    ended = apply(taskrun, decision)
+    assert ended.status.state == "Failed" and ended.status.reason == "TaskFailed"

@@ -321,3 +321,25 @@ def test_sigterm_ends_the_pod_at_once_and_keeps_its_log(store: LocalResultStore,
     uploaded = store.get(log_key(NS, name, 1)).decode()
     assert "received SIGTERM" in uploaded
     assert read_outcome(store, NS, name, 1) is None  # the attempt was not judged by the pod
+
+
+def test_a_store_outage_ends_the_attempt_without_an_outcome(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store being down says nothing about the task: no Failed outcome (which would end the
+    # run for good), but a distinct exit code; the operator retries it as a platform failure.
+    import argparse
+    import io
+
+    import flowpod.pod as pod_program
+    from flowpod._storage import S3StoreUnavailable
+
+    class Down(LocalResultStore):
+        def get(self, key: str) -> bytes:
+            raise S3StoreUnavailable(f"could not read s3://bucket/{key}: connect timeout")
+
+    down = Down(tmp_path / "down")
+    monkeypatch.setattr(pod_program, "store_for_pod", lambda: down)
+    args = argparse.Namespace(command="task", target="ns/t-1", attempt=1)
+    assert pod_program._main(args, io.StringIO()) == pod_program.EXIT_STORE_UNAVAILABLE
+    assert not down.exists("runs/ns/t-1/outcome-1.json")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "CRASH_REASONS",
+    "INFRASTRUCTURE_REASONS",
     "PERMANENT_REASONS",
     "WAITING_REASONS",
     "Reason",
@@ -79,3 +80,13 @@ CRASH_REASONS = frozenset({
     Reason.NO_OUTCOME,
 })
 """Infrastructure failures of an attempt: the run is Crashed, and its retry policy may retry."""
+
+INFRASTRUCTURE_REASONS = frozenset({
+    Reason.POD_DELETED,
+    Reason.EVICTED,
+    Reason.NODE_LOST,
+    Reason.NO_OUTCOME,
+})
+"""Crashes that say nothing about the task (its pod was taken away, or could not reach the
+store): once the run's own retries are used, the operator still gives it a few more attempts
+(``FLOWPOD_OPERATOR_INFRASTRUCTURE_RETRIES``), so a fault of the platform loses no task."""

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from flowpod._contract.keys import log_key
-from flowpod._storage import LocalResultStore, store_from_env
+from flowpod._storage import LocalResultStore, S3StoreError, store_from_env
 from flowpod.logging import RunFormatter, setup_logging
 from flowpod.pod._flow import run_flow
 from flowpod.pod._task import run_task
@@ -48,6 +48,8 @@ STORE_PATH_VAR = "FLOWPOD_STORE_PATH"
 EXIT_COMPLETED = 0
 EXIT_NOT_COMPLETED = 1
 EXIT_USAGE = 2
+# The store was unreachable (EX_TEMPFAIL): no outcome, an infrastructure failure to retry.
+EXIT_STORE_UNAVAILABLE = 75
 EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
@@ -190,6 +192,10 @@ def _main(args: argparse.Namespace, copy: io.StringIO) -> int:
             completed = run_flow(store, namespace, name, args.attempt).completed
         else:
             completed = run_task(store, namespace, name, args.attempt).completed
+    except S3StoreError as exc:
+        log.error("The result store is unavailable, so this attempt ends without an outcome "
+                  "(the operator retries it as an infrastructure failure): %s", exc)
+        return EXIT_STORE_UNAVAILABLE
     finally:
         if previous is not False:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

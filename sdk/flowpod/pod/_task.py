@@ -30,7 +30,13 @@ from flowpod._engine.attempts import (
 )
 from flowpod._engine.retries import retry_condition_allows
 from flowpod._kube.payloads import FlowRunInfo, TaskPayload, read_payload
-from flowpod._storage import CacheStore, write_exception, write_outcome, write_result
+from flowpod._storage import (
+    CacheStore,
+    S3StoreError,
+    write_exception,
+    write_outcome,
+    write_result,
+)
 from flowpod.context import FlowRunContext, _flow_run_var
 from flowpod.context.runs import FlowRun, TaskRun
 from flowpod.exceptions import SerializationError
@@ -154,6 +160,10 @@ def run_task(store: ResultStore, namespace: str, name: str, attempt: int) -> Out
     """Run attempt ``attempt`` of TaskRun ``namespace/name`` and write its outcome."""
     try:
         payload = read_payload(store, namespace, name)
+    except S3StoreError:
+        # The store is down, not the payload broken: no outcome (it could not be written
+        # either), so the operator counts the attempt as an infrastructure failure and retries.
+        raise
     except Exception as exc:  # noqa: BLE001 - a payload that will not load fails every attempt
         logging.getLogger("flowpod.pod").error(
             "Cannot run task run %s/%s: %s", namespace, name, exc)
