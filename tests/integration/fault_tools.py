@@ -175,11 +175,15 @@ def first_completion_after(taskruns: Recorder, moment: float) -> float | None:
     return min(later) if later else None
 
 
-def wait_recovery(taskruns: Recorder, fault_end: float, timeout: float = 300) -> float:
-    """Seconds from ``fault_end`` until the next TaskRun completes (the run progresses again)."""
-    seen = wait_for(lambda: first_completion_after(taskruns, fault_end), timeout,
-                    "a TaskRun completing after the fault ended", interval=0.05)
-    return float(seen) - fault_end
+def wait_recovery(taskruns: Recorder, fault_end: float,
+                  timeout: float = 300) -> tuple[float, float]:
+    """Seconds from ``fault_end`` until the next TaskRun state change (the operator progressing
+    again: only it writes TaskRun status), and until the next TaskRun Completed."""
+    changed = wait_for(lambda: taskruns.first_change_after(fault_end), timeout,
+                       "a TaskRun changing state after the fault ended", interval=0.05)
+    completed = wait_for(lambda: first_completion_after(taskruns, fault_end), timeout,
+                         "a TaskRun completing after the fault ended", interval=0.05)
+    return float(changed) - fault_end, float(completed) - fault_end
 
 
 @dataclass
@@ -237,9 +241,14 @@ class FaultReport:
     outcome: str = "not finished"
     run_seconds: float = 0.0
     recover_seconds: list[float] = field(default_factory=list)
+    next_completed_seconds: list[float] = field(default_factory=list)
     fault_seconds: list[float] = field(default_factory=list)
     accounting: Accounting | None = None
     notes: list[str] = field(default_factory=list)
+
+    def recovered(self, seconds: tuple[float, float]) -> None:
+        self.recover_seconds.append(seconds[0])
+        self.next_completed_seconds.append(seconds[1])
 
     def write(self) -> None:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -247,6 +256,7 @@ class FaultReport:
             "fault": self.fault, "injected": self.injected, "outcome": self.outcome,
             "run_seconds": round(self.run_seconds, 1),
             "recover_seconds": [round(s, 2) for s in self.recover_seconds],
+            "next_completed_seconds": [round(s, 2) for s in self.next_completed_seconds],
             "fault_seconds": [round(s, 2) for s in self.fault_seconds],
             "accounting": None if self.accounting is None else {
                 k: v for k, v in vars(self.accounting).items() if k != "not_completed"
