@@ -33,6 +33,7 @@ from flowpod import flow, task
 from flowpod.kubernetes import KubernetesTaskRunner
 
 from .fault_tools import (
+    RESULTS_DIR,
     Accounting,
     BackgroundFlow,
     FaultReport,
@@ -116,6 +117,40 @@ def wait_completed(watched: Watched, count: float, run: BackgroundFlow, what: st
     wait_for(reached, RUN_TIMEOUT, what, interval=0.05)
 
 
+FINAL = {"Completed", "Cached", "Failed", "TimedOut", "Crashed", "Cancelled"}
+
+
+def keep_evidence(report: FaultReport, watched: Watched, cluster: Cluster,
+                  namespace: str) -> None:
+    """After a failed run: let every TaskRun end (up to 2 min), count, and keep the logs of the
+    pods of the TaskRuns that did not complete next to the report, for the product owner."""
+    def all_final() -> bool:
+        runs = watched.taskruns.snapshot()
+        return len(runs) >= N_TASKS and all(
+            (tr.get("status") or {}).get("state") in FINAL for tr in runs)
+
+    try:
+        wait_for(all_final, 120, "every TaskRun in a final state", interval=0.2)
+    except AssertionError as exc:
+        report.notes.append(str(exc))
+    report.accounting = account(watched.pods, watched.taskruns, N_TASKS)
+    states: dict[str, int] = {}
+    for tr in watched.taskruns.snapshot():
+        state = str((tr.get("status") or {}).get("state"))
+        states[state] = states.get(state, 0) + 1
+    report.notes.append(f"TaskRun states at the end: {states}")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    for name, status in list(report.accounting.not_completed.items())[:10]:
+        pod = status.get("pod")
+        if pod:
+            logs = cluster.kubectl("logs", "-n", namespace, str(pod), check=False)
+            path = RESULTS_DIR / f"{report.fault}-{pod}.log"
+            path.write_text(logs.stdout + logs.stderr)
+            report.notes.append(f"{name}: {status.get('state')} ({status.get('reason')}), "
+                                f"pod log {path}")
+    report.write()
+
+
 def finish(report: FaultReport, run: BackgroundFlow, watched: Watched,
            cluster: Cluster, namespace: str) -> Accounting:
     """Wait for the run, check its result, and count what the cluster shows."""
@@ -124,8 +159,7 @@ def finish(report: FaultReport, run: BackgroundFlow, watched: Watched,
     except BaseException as exc:
         report.outcome = f"flow failed: {exc!r}"[:300]
         report.run_seconds = run.seconds
-        report.accounting = account(watched.pods, watched.taskruns, N_TASKS)
-        report.write()
+        keep_evidence(report, watched, cluster, namespace)
         raise
     report.run_seconds = run.seconds
     report.outcome = "completed, right sum" if result == EXPECTED else \
