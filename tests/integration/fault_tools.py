@@ -246,6 +246,12 @@ class FaultReport:
     accounting: Accounting | None = None
     notes: list[str] = field(default_factory=list)
 
+    def mark(self, what: str) -> None:
+        """A wall-clock note (to match pod and operator logs)."""
+        from datetime import datetime
+
+        self.notes.append(f"{what} at {datetime.now().strftime('%H:%M:%S.%f')[:-3]}")
+
     def recovered(self, seconds: tuple[float, float]) -> None:
         self.recover_seconds.append(seconds[0])
         self.next_completed_seconds.append(seconds[1])

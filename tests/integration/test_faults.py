@@ -208,8 +208,10 @@ def test_apiserver_restarted(namespace: str, operator: OperatorProcess, watched:
     run = start_run(namespace)
     wait_completed(watched, N_TASKS / 3, run, "a third of the tasks")
     assert not run.done
+    report.mark("API server restarting")
     report.fault_seconds.append(cluster_command(cluster, "restart-apiserver"))
     fault_end = time.monotonic()
+    report.mark("API server ready again")
     report.injected = 1
     report.recovered(wait_recovery(watched.taskruns, fault_end))
     finish(report, run, watched, cluster, namespace)
@@ -227,12 +229,14 @@ def test_minio_down_30_seconds(namespace: str, operator: OperatorProcess, watche
     wait_completed(watched, N_TASKS / 3, run, "a third of the tasks")
     assert not run.done
     stopped = time.monotonic()
+    report.mark("MinIO stopping")
     cluster_command(cluster, "stop-minio")
     try:
         time.sleep(MINIO_DOWN_SECONDS)  # the fault's duration
     finally:
         cluster_command(cluster, "start-minio")
     fault_end = time.monotonic()
+    report.mark("MinIO ready again")
     report.injected = 1
     report.fault_seconds.append(fault_end - stopped)
     report.recovered(wait_recovery(watched.taskruns, fault_end))
@@ -273,6 +277,7 @@ def test_flow_pod_deleted_while_running(namespace: str, flow_runner_rbac: str,
                  if (p["metadata"].get("labels") or {}).get("flowpod.dev/role") == "flow"]
     assert len(flow_pods) == 1, [p["metadata"]["name"] for p in flow_pods]
     deleted = time.monotonic()
+    report.mark(f"deleting flow pod {flow_pods[0]['metadata']['name']}")
     client.CoreV1Api(kube_api).delete_namespaced_pod(flow_pods[0]["metadata"]["name"],
                                                      namespace, grace_period_seconds=0)
     report.injected = 1
