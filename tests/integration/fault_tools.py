@@ -141,8 +141,8 @@ def pod_recorder(kube_api: Any, namespace: str) -> Recorder:
     core = client.CoreV1Api(kube_api)
 
     def list_pods(ns: str, **kw: Any) -> Any:
-        response = core.list_namespaced_pod(ns, _preload_content=False,
-                                            _request_timeout=(5, 60), **kw)
+        response: Any = core.list_namespaced_pod(ns, _preload_content=False,
+                                                 _request_timeout=(5, 60), **kw)
         return response if kw else json.loads(response.data)
 
     return Recorder(list_pods, namespace,
@@ -155,7 +155,7 @@ def taskrun_recorder(kube_api: Any, namespace: str) -> Recorder:
     custom = client.CustomObjectsApi(kube_api)
 
     def list_taskruns(ns: str, **kw: Any) -> Any:
-        response = custom.list_namespaced_custom_object(
+        response: Any = custom.list_namespaced_custom_object(
             "flowpod.dev", "v1alpha1", ns, "taskruns", _preload_content=False,
             _request_timeout=(5, 60), **kw)
         return response if kw else json.loads(response.data)

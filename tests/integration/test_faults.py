@@ -186,9 +186,12 @@ def test_operator_sigkilled_10_times(namespace: str, operator: OperatorProcess,
     # Random moments over the run: progress p = (created + completed) / 2N, from the submission
     # burst to the last tenth, each at a random sub-second offset after p is reached.
     moments = sorted(rng.uniform(0.02, 0.85) for _ in range(10))
+    def progress() -> float:
+        return (watched.created() + watched.completed()) / (2 * N_TASKS)
+
     for p in moments:
-        wait_for(lambda p=p: (watched.created() + watched.completed()) / (2 * N_TASKS) >= p
-                 or run.done, RUN_TIMEOUT, f"progress {p:.2f}", interval=0.05)
+        wait_for(lambda p=p: progress() >= p or run.done,  # type: ignore[misc]
+                 RUN_TIMEOUT, f"progress {p:.2f}", interval=0.05)
         assert not run.done, f"the run ended before kill {report.injected + 1}: {run.error!r}"
         time.sleep(rng.uniform(0, 0.5))  # the random moment itself, not a wait for a condition
         down = time.monotonic()
