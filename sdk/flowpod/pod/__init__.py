@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from flowpod._contract.keys import log_key
-from flowpod._storage import LocalResultStore, S3StoreError, store_from_env
+from flowpod._storage import LocalResultStore, S3StoreError, StorageConfig
 from flowpod.logging import RunFormatter, setup_logging
 from flowpod.pod._flow import run_flow
 from flowpod.pod._task import run_task
@@ -48,6 +48,10 @@ STORE_PATH_VAR = "FLOWPOD_STORE_PATH"
 EXIT_COMPLETED = 0
 EXIT_NOT_COMPLETED = 1
 EXIT_USAGE = 2
+# How long a pod keeps trying a store that does not answer before it gives up (exit 75, and the
+# operator retries the attempt): an outage of a few minutes is waited out in place, so it costs no
+# extra pod. The pod's own deadline still bounds it.
+POD_STORE_RETRY_BUDGET_S = 300.0
 # The store was unreachable (EX_TEMPFAIL): no outcome, an infrastructure failure to retry.
 EXIT_STORE_UNAVAILABLE = 75
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -63,7 +67,8 @@ def store_for_pod() -> ResultStore:
     if path:
         return LocalResultStore(Path(path))
 
-    store = store_from_env()
+    config = StorageConfig.from_env()
+    store = config.to_store(retry_budget_seconds=POD_STORE_RETRY_BUDGET_S) if config else None
     if store is None:
         raise PodConfigurationError(
             "no result store configured: set FLOWPOD_S3_BUCKET (with FLOWPOD_S3_ENDPOINT, "
