@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -413,8 +414,11 @@ def test_cache_hit_creates_no_pod_and_expiry_brings_it_back(
 
 
 def test_deleted_pod_is_crashed_and_retried(
-    kube_api: Any, namespace: str, operator: OperatorProcess
+    kube_api: Any, namespace: str, operator_factory: Callable[..., OperatorProcess]
 ) -> None:
+    # The run's own retries only: the operator's platform retries are off here (the next test
+    # covers them).
+    operator_factory(extra_env={"FLOWPOD_OPERATOR_INFRASTRUCTURE_RETRIES": "0"})
     name = submit(kube_api, namespace, sleep_for, {"seconds": 30}, retries=1)
 
     def running() -> bool:
@@ -433,6 +437,27 @@ def test_deleted_pod_is_crashed_and_retried(
     _core(kube_api).delete_namespaced_pod(f"{name}-2", namespace, grace_period_seconds=0)
     final = wait_final(kube_api, namespace, name)
     assert final["status"]["state"] == "Crashed"
+    assert final["status"]["reason"] == "PodDeleted", final["status"]
+
+
+def test_a_deleted_pod_gets_the_operators_platform_retry_and_loses_nothing(
+    kube_api: Any, namespace: str, operator: OperatorProcess
+) -> None:
+    # No retries of its own: the pod deleted under it is the platform's fault, and the operator
+    # starts another attempt, which completes.
+    name = submit(kube_api, namespace, sleep_for, {"seconds": 5})
+
+    def running() -> bool:
+        pods = pods_of(kube_api, namespace, name)
+        return bool(pods) and pods[0]["status"].get("phase") == "Running"
+
+    wait_until(running, 30, "attempt 1 running")
+    _core(kube_api).delete_namespaced_pod(f"{name}-1", namespace, grace_period_seconds=0)
+    final = wait_final(kube_api, namespace, name, timeout=120)
+    status = final["status"]
+    assert status["state"] == "Completed" and status["attempt"] == 2, status
+    crashed = [h for h in status["history"] if h["state"] == "Crashed"]
+    assert len(crashed) == 1 and crashed[0]["reason"] == "PodDeleted", status["history"]
 
 
 def test_operator_killed_mid_run_recovers(
