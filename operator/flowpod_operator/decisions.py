@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flowpod._contract.lifecycle import Schedule, failure_suffix
-from flowpod._contract.reasons import INFRASTRUCTURE_REASONS, Reason
+from flowpod._contract.reasons import Reason
 from flowpod._contract.records import CacheRecord, Outcome
 from flowpod._contract.resources import TaskRunResource
 from flowpod._contract.retrying import RetryDecision, decide_retry
@@ -48,9 +48,12 @@ from flowpod_operator.memory import raised_limit
 from flowpod_operator.pods import pod_name
 from flowpod_operator.problems import (
     Trouble,
+    attempt_started,
     container_memory_limit,
     ended_pod,
     pending_pod_trouble,
+    platform_retry,
+    platform_suffix,
     pod_failure_reason,
 )
 
@@ -71,8 +74,6 @@ __all__ = [
 
 # How soon a refused pod create is tried again (the operator's error backoff also applies).
 _CREATE_RETRY_S = 5.0
-# Delays before the operator's own retries of platform failures.
-_INFRA_DELAYS_S = (2.0, 10.0, 30.0)
 # States in which the current attempt's pod exists (or is about to).
 _ACTIVE_STATES = frozenset({StateName.PENDING, StateName.RUNNING, StateName.RETRYING})
 
@@ -326,15 +327,6 @@ def _observe_attempt(
     return NOTHING
 
 
-def attempt_started(taskrun: TaskRunResource) -> datetime | None:
-    """When the current attempt began: its first history entry (Pending or Retrying)."""
-    attempt = taskrun.status.attempt
-    for entry in taskrun.status.history:
-        if entry.attempt == attempt and entry.state in (StateName.PENDING, StateName.RETRYING):
-            return entry.timestamp
-    return taskrun.status.start_time
-
-
 def report(taskrun: TaskRunResource, trouble: Trouble) -> Decision:
     """Say why the run cannot progress - in its status and a Warning event - unless it already
     says exactly that (so a problem is told once per change, not once per look)."""
@@ -364,7 +356,7 @@ def _cannot_start(
         ended = _conclude(taskrun, StateName.CRASHED, None, now, rng, trouble.message,
                           reason=trouble.reason, retryable=False)
         return Decision((*drop, *ended.actions))
-    started = attempt_started(taskrun) or now
+    started = attempt_started(taskrun.status) or now
     waited = (now - started).total_seconds()
     if pending_timeout is not None and waited >= pending_timeout:
         why = f": {trouble.message}" if trouble is not None else ""
@@ -445,14 +437,12 @@ def _conclude(
         condition_allows=allows, rng=rng,
     )
     suffix = failure_suffix(verdict, spec.retries, allows, Schedule.OPERATOR)
-    if not verdict.retry and state is StateName.CRASHED and reason in INFRASTRUCTURE_REASONS:
-        used = sum(1 for entry in status.history
-                   if entry.state is StateName.CRASHED and entry.reason in INFRASTRUCTURE_REASONS)
-        if used < infra:
-            delay = _INFRA_DELAYS_S[min(used, len(_INFRA_DELAYS_S) - 1)]
-            verdict = RetryDecision(True, used + 1, delay)
-            suffix = (f"the operator retries this platform failure ({used + 1}/{infra}), "
-                      f"starting in {delay:g} s")
+    platform = platform_retry(status, reason, infra) if not verdict.retry and (
+        state is StateName.CRASHED) else None
+    if platform is not None:
+        number, delay = platform
+        verdict = RetryDecision(True, number, delay)
+        suffix = platform_suffix(number, infra, delay)
     if verdict.retry:
         due = now + timedelta(seconds=verdict.delay_seconds)
         retry_message = f"{message} - {suffix}"

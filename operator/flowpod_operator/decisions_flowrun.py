@@ -10,6 +10,8 @@ State machine (status.state), one flow pod per attempt:
     (none) --> Pending [flow pod 1] --pod running--> Running --outcome Completed--> Completed
     Pending|Running|Retrying --pod ended / gone--> Failed | TimedOut | Crashed
         --Failed/TimedOut and spec.retries left--> AwaitingRetry(nextRetryAt)
+        --Crashed for the platform (pod deleted, evicted, node lost), operator budget left-->
+            AwaitingRetry, the next flow pod resuming: it adopts the crashed one's TaskRuns
         --nextRetryAt reached--> Retrying [flow pod n+1] --> Running --> ...
     any non-final state --spec.cancel--> Cancelled [flow pod and task pods deleted]
     final --ttlSecondsAfterFinished after endTime--> FlowRun deleted (owners take the rest)
@@ -36,7 +38,14 @@ from flowpod_operator.decisions import (
     pod_failure_reason,
 )
 from flowpod_operator.pods import flow_pod_name
-from flowpod_operator.problems import Trouble, ended_pod, pending_pod_trouble
+from flowpod_operator.problems import (
+    Trouble,
+    attempt_started,
+    ended_pod,
+    pending_pod_trouble,
+    platform_retry,
+    platform_suffix,
+)
 
 # How soon a refused flow pod create is tried again.
 _CREATE_RETRY_S = 5.0
@@ -147,11 +156,15 @@ def decide_flowrun(
     *,
     trouble: Trouble | None = None,
     pending_timeout: float | None = None,
+    infrastructure_retries: int = 0,
 ) -> Decision:
     """The actions that bring ``flowrun``'s status in line with what was observed.
 
     ``trouble``: why the last create of the flow pod was refused; ``pending_timeout``: the
-    operator's default for how long a flow attempt may take to start.
+    operator's default for how long a flow attempt may take to start; ``infrastructure_retries``:
+    how many more flow pods a FlowRun gets after platform crashes (its pod deleted, evicted,
+    lost). Such an attempt is resumed, not rerun: the next flow pod adopts the TaskRuns the
+    crashed one created (``flowpod._contract.resuming``).
 
     ``counts`` is ``count_task_runs`` of the FlowRun's TaskRuns (None: not known, left as is).
     """
@@ -185,7 +198,7 @@ def decide_flowrun(
         entry = history_entry(StateName.RETRYING, now, attempt, None)
         return Decision((CreatePod(attempt), PatchStatus(fields, (entry,))))
     limit = spec.pending_timeout_seconds or pending_timeout
-    return _observe(flowrun, pod, outcome, counts, now, trouble, limit)
+    return _observe(flowrun, pod, outcome, counts, now, trouble, limit, infrastructure_retries)
 
 
 def _finished(flowrun: FlowRunResource, counts: Mapping[str, Any] | None, now: datetime,
@@ -206,18 +219,10 @@ def _finished(flowrun: FlowRunResource, counts: Mapping[str, Any] | None, now: d
     return Decision(tuple(actions))
 
 
-def _attempt_started(flowrun: FlowRunResource) -> datetime | None:
-    attempt = flowrun.status.attempt
-    for entry in flowrun.status.history:
-        if entry.attempt == attempt and entry.state in (StateName.PENDING, StateName.RETRYING):
-            return entry.timestamp
-    return flowrun.status.start_time
-
-
 def _observe(flowrun: FlowRunResource, pod: Mapping[str, Any] | None,
              outcome: FlowOutcome | None, counts: Mapping[str, Any] | None,
              now: datetime, trouble: Trouble | None = None,
-             pending_timeout: float | None = None) -> Decision:
+             pending_timeout: float | None = None, infra: int = 0) -> Decision:
     status, spec = flowrun.status, flowrun.spec
     phase = (pod or {}).get("status", {}).get("phase")
     waiting = phase == "Pending" or (
@@ -227,7 +232,7 @@ def _observe(flowrun: FlowRunResource, pod: Mapping[str, Any] | None,
     if waiting:
         if pod is not None:
             trouble = pending_pod_trouble(pod)
-        started = _attempt_started(flowrun) or now
+        started = attempt_started(status) or now
         waited = (now - started).total_seconds()
         if trouble is not None and trouble.permanent:
             drop = (CancelRun(status.attempt),) if pod is not None else ()
@@ -293,11 +298,17 @@ def _observe(flowrun: FlowRunResource, pod: Mapping[str, Any] | None,
         message = (f"Flow pod {pod_label} ended ({phase}, {reason or 'no reason'}) without "
                    "writing an outcome record")
     drop = (CancelRun(status.attempt),) if waiting and pod is not None else ()
-    if state in _RETRYABLE and status.attempt <= spec.retries:
-        delay = retry_delay(flowrun, status.attempt)
+    platform = platform_retry(status, why, infra) if state is StateName.CRASHED else None
+    if (state in _RETRYABLE and status.attempt <= spec.retries) or platform is not None:
+        if platform is not None:
+            number, delay = platform
+            text = (f"{message or state.value} - {platform_suffix(number, infra, delay)}; the "
+                    "next flow pod resumes the run, adopting its task runs")
+        else:
+            delay = retry_delay(flowrun, status.attempt)
+            text = (f"{message or state.value} - retry {status.attempt}/{spec.retries} "
+                    f"in {delay:g}s")
         due = now + timedelta(seconds=delay)
-        text = (f"{message or state.value} - retry {status.attempt}/{spec.retries} "
-                f"in {delay:g}s")
         fields = {**state_fields(StateName.AWAITING_RETRY, text, why), "nextRetryAt": iso(due),
                   **dict(counts or {})}
         return Decision((

@@ -15,7 +15,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +27,7 @@ from flowpod_operator.decisions_flowrun import (
     count_task_runs,
     decide_flowrun,
 )
-from flowpod_operator.kube import ApiError, Conflict, KubeApi
+from flowpod_operator.kube import Conflict, KubeApi
 from flowpod_operator.pods import (
     FLOWRUN_LABEL,
     ROLE_LABEL,
@@ -36,8 +35,7 @@ from flowpod_operator.pods import (
     flow_pod_name,
     label_value,
 )
-from flowpod_operator.problems import Trouble, create_refusal
-from flowpod_operator.reconciling import Key, KeyedLoop
+from flowpod_operator.reconciling import GONE, Key, KeyedLoop, newer
 from flowpod_operator.settings import OperatorConfig
 from flowpod_operator.store import StoreRegistry
 
@@ -46,18 +44,10 @@ __all__ = ["COUNT_BATCH_S", "FlowRunController"]
 logger = logging.getLogger("flowpod.operator.flowruns")
 
 COUNT_BATCH_S = 0.5
-_GONE: dict[str, Any] = {}
 _ACTIVE = frozenset({StateName.PENDING, StateName.RUNNING, StateName.RETRYING})
 _FINAL_VALUES = frozenset(state.value for state in FINAL_STATES)
 _MAX_CONFLICTS = 5
 _WARN_STATES = frozenset({"Failed", "TimedOut", "Crashed", "AwaitingRetry"})
-
-
-def _rv(body: dict[str, Any]) -> int:
-    try:
-        return int(body.get("metadata", {}).get("resourceVersion", ""))
-    except ValueError:
-        return -1
 
 
 def iso(moment: datetime) -> str:
@@ -76,9 +66,6 @@ class FlowRunController(KeyedLoop):
         self.stores = stores
         self.clock = clock
         self.flowruns: dict[Key, dict[str, Any]] = {}
-        self.pods: dict[Key, dict[str, Any]] = {}
-        # Why the last create of a flow pod was refused (forgotten once one is created).
-        self.troubles: dict[Key, Trouble] = {}
         self.task_states: dict[Key, dict[str, str | None]] = {}
         self._count_pending: set[Key] = set()
 
@@ -94,7 +81,7 @@ class FlowRunController(KeyedLoop):
             self._forget(key)
             return
         current = self.flowruns.get(key)
-        if current is not None and _rv(body) < _rv(current):
+        if current is not None and not newer(body, current):
             return
         self.flowruns[key] = body
         await self.reconcile(key)
@@ -109,10 +96,10 @@ class FlowRunController(KeyedLoop):
             self.pods.pop((namespace, name), None)
             return
         if event_type == "DELETED":
-            self.pods[(namespace, name)] = _GONE
+            self.pods[(namespace, name)] = GONE
         else:
             current = self.pods.get((namespace, name))
-            if current and current is not _GONE and _rv(body) < _rv(current):
+            if current and not newer(body, current):
                 return
             self.pods[(namespace, name)] = body
         await self.reconcile((namespace, owner))
@@ -182,19 +169,12 @@ class FlowRunController(KeyedLoop):
                          {"state": StateName.FAILED.value, "stateType": "FAILED",
                           "message": message})
 
-    async def _observe_pod(self, key: Key, flowrun: FlowRunResource) -> dict[str, Any] | None:
-        name = flow_pod_name(key[1], flowrun.status.attempt)
-        seen = self.pods.get((key[0], name))
-        if seen is None:
-            seen = await self._call(self.api.read_pod, key[0], name)
-            self.pods[(key[0], name)] = seen if seen is not None else _GONE
-        return None if seen is _GONE else seen
-
     async def _step(self, key: Key, body: dict[str, Any], flowrun: FlowRunResource) -> None:
         pod: dict[str, Any] | None = None
         outcome = None
         if flowrun.status.state in _ACTIVE and flowrun.status.attempt >= 1:
-            pod = await self._observe_pod(key, flowrun)
+            pod = await self._observe_pod(key[0], flow_pod_name(key[1], flowrun.status.attempt),
+                                           self.api.read_pod)
             phase = (pod or {}).get("status", {}).get("phase")
             if pod is None or phase in ("Succeeded", "Failed"):
                 outcome = await self._call(self.stores.flow_outcome, flowrun,
@@ -206,10 +186,12 @@ class FlowRunController(KeyedLoop):
             counts = count_task_runs(self.task_states.get(key, {}).values())
         decision = decide_flowrun(flowrun, pod, outcome, counts, self.clock(),
                                   self.config.ttl_seconds, trouble=self.troubles.get(key),
-                                  pending_timeout=self.config.pending_timeout_seconds)
+                                  pending_timeout=self.config.pending_timeout_seconds,
+                                  infrastructure_retries=self.config.infrastructure_retries)
         for action in decision.actions:
             if isinstance(action, CreatePod):
-                await self._create_pod(key, flowrun, action.attempt)
+                await self._create_pod(key, flow_pod_manifest(flowrun, action.attempt, self.config),
+                                       action.attempt, self.api.create_pod)
             elif isinstance(action, Event):
                 event_body = {**body, "kind": "FlowRun"}
                 self._spawn(self._call(self.api.post_event, event_body, action.type,
@@ -221,7 +203,7 @@ class FlowRunController(KeyedLoop):
                     body.get("metadata", {}).get("resourceVersion"),
                     action.status_patch(previous),
                 )
-                if _rv(patched) >= _rv(self.flowruns.get(key) or {}):
+                if newer(patched, self.flowruns.get(key)):
                     self.flowruns[key] = patched
                 body = patched
                 self._warn_if_failed(action, patched)
@@ -234,22 +216,6 @@ class FlowRunController(KeyedLoop):
                 return
             elif isinstance(action, Requeue):
                 self.schedule(key, action.after_s)
-
-    async def _create_pod(self, key: Key, flowrun: FlowRunResource, attempt: int) -> None:
-        manifest = flow_pod_manifest(flowrun, attempt, self.config)
-        pod_key = (key[0], manifest["metadata"]["name"])
-        try:
-            created = await self._call(self.api.create_pod, manifest)
-        except ApiError as exc:
-            if exc.status >= 500 or exc.status == 429:
-                raise  # the API server's own trouble: the error backoff tries again
-            refusal = create_refusal(exc.status, exc.body, pod_key[1])
-            self.troubles[key] = replace(refusal, attempt=attempt)
-            self.pods[pod_key] = _GONE
-            self.schedule(key, 0.0)  # say why at once, from the status the decision wrote
-            return
-        self.troubles.pop(key, None)
-        self.pods[pod_key] = created
 
     def _warn_if_failed(self, action: PatchStatus, body: dict[str, Any]) -> None:
         """A Warning event for a flow attempt that did not complete (kubectl describe)."""

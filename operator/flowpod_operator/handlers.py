@@ -22,7 +22,6 @@ import logging
 import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,7 +42,7 @@ from flowpod_operator.decisions import (
     report,
 )
 from flowpod_operator.flowruns import FlowRunController
-from flowpod_operator.kube import ApiError, Conflict, KubeApi
+from flowpod_operator.kube import Conflict, KubeApi
 from flowpod_operator.pods import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -51,8 +50,8 @@ from flowpod_operator.pods import (
     pod_manifest,
     pod_name,
 )
-from flowpod_operator.problems import Trouble, create_refusal
-from flowpod_operator.reconciling import Key, KeyedLoop
+from flowpod_operator.problems import Trouble
+from flowpod_operator.reconciling import GONE, Key, KeyedLoop, newer
 from flowpod_operator.settings import OperatorConfig
 from flowpod_operator.store import StoreRegistry, start_bucket_creator
 
@@ -60,26 +59,9 @@ __all__ = ["Reconciler", "configure"]
 
 logger = logging.getLogger("flowpod.operator")
 
-_GONE: dict[str, Any] = {}
 """Marks a pod whose deletion was observed (distinct from 'not seen yet')."""
 _ACTIVE = frozenset({StateName.PENDING, StateName.RUNNING, StateName.RETRYING})
 _MAX_CONFLICTS = 5
-
-
-def _rv(body: dict[str, Any]) -> int | None:
-    try:
-        return int(body.get("metadata", {}).get("resourceVersion", ""))
-    except ValueError:
-        return None
-
-
-def _newer(candidate: dict[str, Any], current: dict[str, Any] | None) -> bool:
-    """Whether ``candidate`` is at least as recent as ``current`` (resourceVersions are etcd
-    revisions in practice; when they are not numbers, the newest arrival wins)."""
-    if current is None or current is _GONE:
-        return True
-    new, old = _rv(candidate), _rv(current)
-    return new is None or old is None or new >= old
 
 
 def _owner(pod: dict[str, Any]) -> str | None:
@@ -110,9 +92,6 @@ class Reconciler(KeyedLoop):
             "TaskRun", logger,
         )
         self.taskruns: dict[Key, dict[str, Any]] = {}
-        self.pods: dict[Key, dict[str, Any]] = {}
-        # Why the last create of a run's pod was refused (forgotten once one is created).
-        self.troubles: dict[Key, Trouble] = {}
 
     def _tracks(self, key: Key) -> bool:
         return key in self.taskruns
@@ -125,7 +104,7 @@ class Reconciler(KeyedLoop):
         if event_type == "DELETED":
             self._forget(key)
             return
-        if not _newer(body, self.taskruns.get(key)):
+        if not newer(body, self.taskruns.get(key)):
             return
         self.taskruns[key] = body
         await self.reconcile(key)
@@ -143,8 +122,8 @@ class Reconciler(KeyedLoop):
             self.pods.pop(pod_key, None)
             return
         if event_type == "DELETED":
-            self.pods[pod_key] = _GONE
-        elif _newer(body, self.pods.get(pod_key)):
+            self.pods[pod_key] = GONE
+        elif newer(body, self.pods.get(pod_key)):
             self.pods[pod_key] = body
         else:
             return
@@ -204,15 +183,6 @@ class Reconciler(KeyedLoop):
         for attempt in range(1, taskrun.status.attempt + 1):
             self.pods.pop((key[0], pod_name(key[1], attempt)), None)
 
-    async def _observe_pod(self, key: Key, taskrun: TaskRunResource) -> dict[str, Any] | None:
-        name = pod_name(key[1], taskrun.status.attempt)
-        seen = self.pods.get((key[0], name))
-        if seen is None:
-            # Not seen on the watch yet (just started, or the watch lags): ask once.
-            seen = await self._call(self.api.read_pod, key[0], name)
-            self.pods[(key[0], name)] = seen if seen is not None else _GONE
-        return None if seen is _GONE else seen
-
     async def _read_store(self, key: Key, body: dict[str, Any], taskrun: TaskRunResource,
                           read: Callable[..., Any], *args: Any) -> Any:
         """A read from the result store; when the store fails, the run says so (once per
@@ -232,30 +202,14 @@ class Reconciler(KeyedLoop):
                                        event.message))
             raise
 
-    async def _create_pod(self, key: Key, taskrun: TaskRunResource, attempt: int) -> None:
-        manifest = pod_manifest(taskrun, attempt, self.config)
-        pod_key = (key[0], manifest["metadata"]["name"])
-        try:
-            created = await self._call(self.api.create_pod, manifest)
-        except ApiError as exc:
-            if exc.status >= 500 or exc.status == 429:
-                raise  # the API server's own trouble: the error backoff tries again
-            refusal = create_refusal(exc.status, exc.body, pod_key[1])
-            self.troubles[key] = replace(refusal, attempt=attempt)
-            self.pods[pod_key] = _GONE
-            self.schedule(key, 0.0)  # say why at once, from the status the decision wrote
-            return
-        self.troubles.pop(key, None)
-        if _newer(created, self.pods.get(pod_key)):
-            self.pods[pod_key] = created
-
     async def _step(self, key: Key, body: dict[str, Any], taskrun: TaskRunResource) -> None:
         state = taskrun.status.state
         pod: dict[str, Any] | None = None
         outcome = None
         cache_hit = None
         if state in _ACTIVE:
-            pod = await self._observe_pod(key, taskrun)
+            pod = await self._observe_pod(key[0], pod_name(key[1], taskrun.status.attempt),
+                                           self.api.read_pod)
             phase = (pod or {}).get("status", {}).get("phase")
             if pod is None or phase in ("Succeeded", "Failed"):
                 outcome = await self._read_store(key, body, taskrun, self.stores.outcome,
@@ -269,7 +223,8 @@ class Reconciler(KeyedLoop):
                           infrastructure_retries=self.config.infrastructure_retries)
         for action in decision.actions:
             if isinstance(action, CreatePod):
-                await self._create_pod(key, taskrun, action.attempt)
+                await self._create_pod(key, pod_manifest(taskrun, action.attempt, self.config),
+                                       action.attempt, self.api.create_pod)
             elif isinstance(action, DeletePod):
                 await self._call(self.api.delete_pod, key[0], pod_name(key[1], action.attempt))
             elif isinstance(action, PatchStatus):
@@ -279,7 +234,7 @@ class Reconciler(KeyedLoop):
                     body.get("metadata", {}).get("resourceVersion"),
                     action.status_patch(previous),
                 )
-                if _newer(patched, self.taskruns.get(key)):
+                if newer(patched, self.taskruns.get(key)):
                     self.taskruns[key] = patched
                 body = patched
             elif isinstance(action, Event):

@@ -11,21 +11,32 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-from flowpod._contract.reasons import PERMANENT_REASONS, Reason
+from flowpod._contract.reasons import INFRASTRUCTURE_REASONS, PERMANENT_REASONS, Reason
+from flowpod._contract.resources import StateTransition
+from flowpod._contract.resuming import is_platform_crash
 from flowpod._contract.states import StateName
 
 __all__ = [
+    "PLATFORM_RETRY_DELAYS_S",
+    "RunStatus",
     "Trouble",
+    "attempt_started",
     "container_memory_limit",
     "create_refusal",
     "ended_pod",
     "pending_pod_trouble",
+    "platform_retry",
+    "platform_suffix",
     "pod_failure_reason",
 ]
+
+PLATFORM_RETRY_DELAYS_S = (2.0, 10.0, 30.0)
+"""Delays before the operator's own retries of platform failures, by how many came before."""
 
 
 @dataclass(frozen=True)
@@ -189,3 +200,45 @@ def ended_pod(
     return StateName.CRASHED, Reason.NO_OUTCOME, (
         f"Pod {name} failed without writing an outcome record (exit code {exit_code(pod)})"
     )
+
+
+# -- the attempts of a run (TaskRun or FlowRun status) ------------------------------------------
+
+
+class RunStatus(Protocol):
+    """What both kinds of run status have that the attempt bookkeeping reads."""
+
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def history(self) -> Sequence[StateTransition]: ...
+    @property
+    def start_time(self) -> datetime | None: ...
+
+
+def attempt_started(status: RunStatus) -> datetime | None:
+    """When the current attempt began: its first history entry (Pending or Retrying)."""
+    for entry in status.history:
+        if entry.attempt == status.attempt and entry.state in (StateName.PENDING,
+                                                               StateName.RETRYING):
+            return entry.timestamp
+    return status.start_time
+
+
+def platform_retry(status: RunStatus, reason: str | None,
+                   budget: int) -> tuple[int, float] | None:
+    """The operator's own retry of an attempt that crashed for ``reason``, once the run's own
+    retries are spent: (which platform retry this is, from 1; its delay), or None when the
+    reason says something about the code, not the platform, or the ``budget`` is used up."""
+    if reason not in INFRASTRUCTURE_REASONS:
+        return None
+    used = sum(1 for entry in status.history if is_platform_crash(entry))
+    if used >= budget:
+        return None
+    return used + 1, PLATFORM_RETRY_DELAYS_S[min(used, len(PLATFORM_RETRY_DELAYS_S) - 1)]
+
+
+def platform_suffix(number: int, budget: int, delay: float) -> str:
+    """What the status message adds when the operator retries a platform failure."""
+    return (f"the operator retries this platform failure ({number}/{budget}), "
+            f"starting in {delay:g} s")

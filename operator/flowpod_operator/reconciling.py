@@ -4,6 +4,9 @@ with backoff when a reconcile fails, and one timer per object for "look again la
 A controller (TaskRuns in ``handlers``, FlowRuns in ``flowruns``) subclasses ``KeyedLoop`` and
 supplies ``_reconcile_locked`` (observe, decide, act) and ``_tracks`` (whether it still knows the
 object). Blocking calls (the Kubernetes client, boto3) go to the shared thread pool via ``_call``.
+Both kinds of run own one pod per attempt, so the loop also keeps the pods as last seen
+(``GONE``: known not to exist) and why the last pod create was refused, and creates and reads
+attempt pods the same way for both.
 """
 
 from __future__ import annotations
@@ -13,15 +16,38 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
-__all__ = ["ERROR_BACKOFF", "Key", "KeyedLoop"]
+from flowpod_operator.kube import ApiError
+from flowpod_operator.problems import Trouble, create_refusal
+
+__all__ = ["ERROR_BACKOFF", "GONE", "Key", "KeyedLoop", "newer", "resource_version"]
 
 _T = TypeVar("_T")
 Key = tuple[str, str]
 ERROR_BACKOFF = (0.5, 1, 2, 5, 10, 30)
 """Seconds before retrying a reconcile that raised (API or store unreachable), by failure count."""
+
+GONE: dict[str, Any] = {}
+"""The pod as last seen when it is known not to exist (deleted, or a create was refused)."""
+
+
+def resource_version(body: dict[str, Any]) -> int | None:
+    try:
+        return int(body.get("metadata", {}).get("resourceVersion", ""))
+    except ValueError:
+        return None
+
+
+def newer(candidate: dict[str, Any], current: dict[str, Any] | None) -> bool:
+    """Whether ``candidate`` is at least as recent as ``current`` (resourceVersions are etcd
+    revisions in practice; when they are not numbers, the newest arrival wins)."""
+    if current is None or current is GONE:
+        return True
+    new, old = resource_version(candidate), resource_version(current)
+    return new is None or old is None or new >= old
 
 
 class KeyedLoop(abc.ABC):
@@ -35,6 +61,9 @@ class KeyedLoop(abc.ABC):
         self._timers: dict[Key, asyncio.TimerHandle] = {}
         self._errors: dict[Key, int] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self.pods: dict[Key, dict[str, Any]] = {}
+        # Why the last create of a run's pod was refused (forgotten once one is created).
+        self.troubles: dict[Key, Trouble] = {}
 
     @abc.abstractmethod
     async def _reconcile_locked(self, key: Key) -> None:
@@ -55,6 +84,38 @@ class KeyedLoop(abc.ABC):
             timer.cancel()
         self._errors.pop(key, None)
         self._locks.pop(key, None)
+
+    # -- attempt pods ----------------------------------------------------------------------------
+
+    async def _observe_pod(self, namespace: str, name: str,
+                           read: Callable[[str, str], dict[str, Any] | None]
+                           ) -> dict[str, Any] | None:
+        """The pod ``namespace/name`` as last seen; not seen on the watch yet (just started,
+        or the watch lags): ask once."""
+        seen = self.pods.get((namespace, name))
+        if seen is None:
+            seen = await self._call(read, namespace, name)
+            self.pods[(namespace, name)] = seen if seen is not None else GONE
+        return None if seen is GONE else seen
+
+    async def _create_pod(self, key: Key, manifest: dict[str, Any], attempt: int,
+                          create: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Create the pod of ``attempt`` (an existing one is adopted); a refusal is recorded
+        as the run's trouble and the run reconciled at once, so its status says why."""
+        pod_key = (key[0], manifest["metadata"]["name"])
+        try:
+            created = await self._call(create, manifest)
+        except ApiError as exc:
+            if exc.status >= 500 or exc.status == 429:
+                raise  # the API server's own trouble: the error backoff tries again
+            refusal = create_refusal(exc.status, exc.body, pod_key[1])
+            self.troubles[key] = replace(refusal, attempt=attempt)
+            self.pods[pod_key] = GONE
+            self.schedule(key, 0.0)
+            return
+        self.troubles.pop(key, None)
+        if newer(created, self.pods.get(pod_key)):
+            self.pods[pod_key] = created
 
     # -- scheduling -----------------------------------------------------------------------------
 

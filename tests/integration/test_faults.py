@@ -12,7 +12,8 @@ and 0 extra pods (exactly one pod per TaskRun: the tasks never fail, so no attem
 Faults: the operator SIGKILLed 10 times at random moments (restarted each time, as its
 Deployment would), the API server restarted (``scripts/cluster restart-apiserver``), MinIO down
 for 30 s (``scripts/cluster stop-minio`` / ``start-minio``), and the flow pod of a FlowRun deleted
-while it runs. Each test prints a ``FAULT REPORT`` line and writes it to
+while it runs (a new flow pod resumes the run, adopting the TaskRuns the lost one created, so no
+TaskRun is created twice). Each test prints a ``FAULT REPORT`` line and writes it to
 ``$FLOWPOD_FAULT_RESULTS/<fault>.json`` (default /tmp/flowpod-faults): injected N times, outcome,
 lost/duplicates/extra, time to recover (fault end -> the next TaskRun state change, and -> the next
 TaskRun Completed), run time.
@@ -256,14 +257,6 @@ def many_doubles_flow(n: int) -> int:
     return sum(double.map(list(range(n))).result())
 
 
-FLOW_POD_REASON = (
-    "the product does not resume a FlowRun whose flow pod was deleted: today the operator "
-    "ends it Crashed, or a new flow attempt reruns the tasks that had finished (new TaskRuns and "
-    "pods); resuming without rerunning is not built yet (issue 12)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=FLOW_POD_REASON)
 def test_flow_pod_deleted_while_running(namespace: str, flow_runner_rbac: str,
                                         operator: OperatorProcess, watched: Watched,
                                         cluster: Cluster, kube_api: Any) -> None:
@@ -297,7 +290,11 @@ def test_flow_pod_deleted_while_running(namespace: str, flow_runner_rbac: str,
         report.run_seconds = report.run_seconds or time.monotonic() - started
         task_pods = [p for p in watched.pods.snapshot()
                      if (p["metadata"].get("labels") or {}).get("flowpod.dev/role") != "flow"]
-        report.notes.append(f"flow pods {len(watched.pods.snapshot()) - len(task_pods)}")
+        flow_pod_count = len(watched.pods.snapshot()) - len(task_pods)
+        report.notes.append(f"flow pods {flow_pod_count}")
         report.accounting = account(watched.pods, watched.taskruns, N_TASKS)
         report.write()
     assert report.accounting.faultless(), report.accounting
+    # Resumed, not rerun: the second flow pod adopted every TaskRun the first had created.
+    assert report.accounting.taskruns == N_TASKS, report.accounting
+    assert flow_pod_count == 2

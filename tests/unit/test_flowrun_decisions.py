@@ -313,3 +313,57 @@ def test_an_oomkilled_flow_pod_names_its_limit() -> None:
     ended = apply(flowrun, decide_flowrun(flowrun, killed, None, None, T0))
     assert ended.status.state == "Crashed" and ended.status.reason == "OOMKilled"
     assert "OOMKilled at limit 128Mi" in (ended.status.message or "")
+
+
+# -- a lost flow pod: the operator's platform retries, resuming the run ---------------------------
+
+
+def test_a_deleted_flow_pod_is_resumed_by_the_next_one_up_to_the_operator_budget() -> None:
+    from flowpod._contract.resuming import resumed_from
+
+    flowrun = start(retries=0)
+    now = T0
+    for number, delay in ((1, 2.0), (2, 10.0), (3, 30.0)):
+        decision = decide_flowrun(flowrun, None, None, None, now, infrastructure_retries=3)
+        assert decision.of(Requeue) == [Requeue(delay)]
+        flowrun = apply(flowrun, decision)
+        assert flowrun.status.state == "AwaitingRetry"
+        assert flowrun.status.reason == "PodDeleted"
+        message = flowrun.status.message or ""
+        assert f"platform failure ({number}/3)" in message and "resumes the run" in message
+        now += timedelta(seconds=delay)
+        decision = decide_flowrun(flowrun, None, None, None, now, infrastructure_retries=3)
+        assert decision.of(CreatePod) == [CreatePod(number + 1)]
+        flowrun = apply(flowrun, decision)
+        # Every later attempt continues the work of the first: its TaskRuns are adopted.
+        assert resumed_from(flowrun.status.history, flowrun.status.attempt) == 1
+    flowrun = apply(flowrun, decide_flowrun(flowrun, None, None, None, now,
+                                            infrastructure_retries=3))
+    assert flowrun.status.state == "Crashed" and flowrun.status.reason == "PodDeleted"
+    assert history(flowrun).count("Crashed") == 4
+
+
+def test_an_evicted_flow_pod_is_retried_but_a_crash_of_the_flow_code_is_not() -> None:
+    evicted = {"metadata": {"name": flow_pod_name("etl", 1)},
+               "status": {"phase": "Failed", "reason": "Evicted",
+                          "message": "The node was low on resource: memory."}}
+    flowrun = apply(start(), decide_flowrun(start(), evicted, None, None, T0,
+                                            infrastructure_retries=3))
+    assert (flowrun.status.state, flowrun.status.reason) == ("AwaitingRetry", "Evicted")
+    crashed = FlowOutcome(attempt=1, state="Crashed", message="Flow run crashed: SystemExit")
+    flowrun = apply(start(), decide_flowrun(start(), pod("Failed"), crashed, None, T0,
+                                            infrastructure_retries=3))
+    assert flowrun.status.state == "Crashed" and flowrun.status.reason is None
+
+
+def test_a_retry_after_the_flow_failed_starts_a_new_series() -> None:
+    from flowpod._contract.resuming import resumed_from
+
+    flowrun = start(retries=1)
+    failed = FlowOutcome(attempt=1, state="Failed", message="boom")
+    flowrun = apply(flowrun, decide_flowrun(flowrun, pod("Failed"), failed, None, T0,
+                                            infrastructure_retries=3))
+    flowrun = apply(flowrun, decide_flowrun(flowrun, None, None, None, T0,
+                                            infrastructure_retries=3))
+    assert flowrun.status.attempt == 2
+    assert resumed_from(flowrun.status.history, 2) == 2

@@ -24,6 +24,7 @@ from flowpod import flow, task
 from flowpod._contract.resources import TaskRunResource as TaskRunObject
 from flowpod._contract.retrying import decide_retry
 from flowpod._kube.payloads import read_payload
+from flowpod._kube.taskrun_api import AlreadyExists
 from flowpod._storage import CacheStore, LocalResultStore, ResultStore
 from flowpod.exceptions import ConfigurationError, UpstreamTaskError
 from flowpod.futures import as_completed
@@ -56,6 +57,7 @@ class FakeApi(TaskRunApi):
         self.fail_next_watch = 0
         self.fail_create: Exception | None = None
         self.lists = 0
+        self.creates = 0
 
     # -- the seam ----------------------------------------------------------------------------
 
@@ -69,12 +71,19 @@ class FakeApi(TaskRunApi):
         obj = copy.deepcopy(dict(manifest))
         name = obj["metadata"]["name"]
         with self.cond:
-            assert name not in self.objects, "TaskRun names must be unique"
+            if name in self.objects:
+                raise AlreadyExists(name)
+            self.creates += 1
             self.objects[name] = obj
             self._publish("ADDED", obj)
         if self.operate:
             threading.Thread(target=self._operate, args=(name,), daemon=True).start()
         return obj
+
+    def get_taskrun(self, namespace: str, name: str) -> dict[str, Any] | None:
+        with self.cond:
+            found = self.objects.get(name)
+            return copy.deepcopy(found) if found is not None else None
 
     def list(self, namespace: str, label_selector: str) -> tuple[list[dict[str, Any]], str]:
         key, _, value = label_selector.partition("=")
@@ -697,3 +706,103 @@ def test_an_unreachable_cluster_fails_every_run_with_one_error(store: LocalResul
     assert "may not list taskruns in namespace 'fake-ns' (403 Forbidden)" in states[-1][2]
     assert calls == [NS] and api.objects == {}
     assert len(_configuration_errors(logs, "cannot use the cluster")) == 1
+
+
+# -- a flow pod resuming a lost one ---------------------------------------------------------------
+
+
+@task
+def triple(x: int) -> int:
+    return 3 * x
+
+
+def _as_flow_pod(monkeypatch: pytest.MonkeyPatch, attempt: int, series: int) -> None:
+    """This process plays attempt ``attempt`` of FlowRun 'fr' (uid u-1), continuing ``series``,
+    as the pod program sets it up; the flow's submissions are counted from 0 again."""
+    import itertools
+
+    import flowpod._kube.taskruns as taskruns
+
+    monkeypatch.setenv(taskruns.FLOWRUN_NAME_VAR, "fr")
+    monkeypatch.setenv(taskruns.FLOWRUN_UID_VAR, "u-1")
+    monkeypatch.setenv(taskruns.FLOWRUN_ATTEMPT_VAR, str(attempt))
+    monkeypatch.setenv(taskruns.FLOWRUN_SERIES_VAR, str(series))
+    monkeypatch.setattr(taskruns, "_submissions", itertools.count())
+
+
+def _tripling(runner: KubernetesTaskRunner, n: int) -> Any:
+    @flow(task_runner=runner)
+    def tripling() -> list[int]:
+        return triple.map(range(n)).result(timeout=60)
+
+    return tripling
+
+
+def test_a_resumed_flow_pod_adopts_the_taskruns_the_lost_one_created(
+        store: LocalResultStore, api: FakeApi, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    _as_flow_pod(monkeypatch, attempt=1, series=1)
+    assert _tripling(KubernetesTaskRunner(namespace=NS, store=store, api=api), 3)() == [0, 3, 6]
+    first = dict(api.attempts)
+    assert api.creates == 3
+    assert all(o["metadata"]["labels"]["flowpod.dev/flowrun"] == "fr"
+               for o in api.objects.values())
+
+    # The pod was lost after three submissions; attempt 2 runs the whole flow (six).
+    _as_flow_pod(monkeypatch, attempt=2, series=1)
+    caplog.set_level(logging.INFO, logger="flowpod")
+    assert _tripling(KubernetesTaskRunner(namespace=NS, store=store, api=api), 6)() == [
+        0, 3, 6, 9, 12, 15]
+    assert api.creates == 6, "only the three submissions the lost pod never made are created"
+    assert {name: api.attempts[name] for name in first} == first, "no finished task ran again"
+    adopted = [r.getMessage() for r in caplog.records if "Adopted TaskRun" in r.getMessage()]
+    assert len(adopted) == 3 and all("(Completed)" in line for line in adopted)
+
+
+def test_a_retry_after_the_flow_failed_runs_its_tasks_afresh(
+        store: LocalResultStore, api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    _as_flow_pod(monkeypatch, attempt=1, series=1)
+    _tripling(KubernetesTaskRunner(namespace=NS, store=store, api=api), 3)()
+    _as_flow_pod(monkeypatch, attempt=2, series=2)  # a new series: the flow itself failed
+    assert _tripling(KubernetesTaskRunner(namespace=NS, store=store, api=api), 3)() == [0, 3, 6]
+    assert api.creates == 6
+
+
+def test_a_resumed_flow_that_submits_in_another_order_runs_the_stranger_afresh(
+        store: LocalResultStore, api: FakeApi, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    _as_flow_pod(monkeypatch, attempt=1, series=1)
+    _tripling(KubernetesTaskRunner(namespace=NS, store=store, api=api), 1)()
+    [lost] = api.objects
+    _as_flow_pod(monkeypatch, attempt=2, series=1)
+    caplog.set_level(logging.INFO, logger="flowpod")
+    runner = KubernetesTaskRunner(namespace=NS, store=store, api=api)
+
+    @task(name="triple")
+    def impostor(x: int) -> int:
+        return x + 100
+
+    @flow(task_runner=runner)
+    def other_order() -> int:
+        # Submission 0 is now another task of the same name: it gets the lost TaskRun's name,
+        # but that TaskRun ran other code.
+        return impostor.submit(2).result(timeout=60)
+
+    assert other_order() == 102
+    assert api.creates == 2 and lost in api.objects
+    [line] = [r.getMessage() for r in caplog.records if "runs afresh" in r.getMessage()]
+    assert lost in line and "'triple'" in line
+
+
+def test_flow_pod_taskrun_names_are_stable_per_series_and_place() -> None:
+    from flowpod._kube.taskruns import FlowPodRun
+
+    pod = FlowPodRun("fr", "u-1", attempt=3, series=1)
+    name = pod.taskrun_name("Load_Rows-17", 4)
+    assert re.fullmatch(r"load-rows-17-[a-z0-9]{6}", name)
+    assert name == FlowPodRun("fr", "u-1", attempt=2, series=1).taskrun_name("Load_Rows-17", 4)
+    others = {FlowPodRun("fr", "u-1", 3, 3).taskrun_name("Load_Rows-17", 4),
+              FlowPodRun("fr", "u-2", 3, 1).taskrun_name("Load_Rows-17", 4),
+              pod.taskrun_name("Load_Rows-17", 5)}
+    assert name not in others and len(others) == 3
+    assert pod.resuming and not FlowPodRun("fr", "u-1", 3, 3).resuming

@@ -10,6 +10,13 @@ TaskRun the runner checks once that the cluster and the store answer
 (``flowpod._kube.preflight``): a broken configuration fails every run with one
 ConfigurationError, reported once. Options live in one ``RunnerOptions`` value
 (``flowpod._kube.options``); every Kubernetes API call goes through ``TaskRunApi``.
+
+In a flow pod the runner follows its FlowRun's TaskRuns (label ``flowpod.dev/flowrun``) and names
+them by their place in the flow (``flowpod._kube.taskruns.FlowPodRun``). A flow pod that resumes
+one the platform took away finds the TaskRuns that one created under the same names and adopts
+them - their futures follow the existing TaskRun, finished or not - instead of running them
+again; a TaskRun of that name that belongs to another task (the flow submitted in another order)
+is left alone and the submission gets a fresh name.
 """
 
 from __future__ import annotations
@@ -23,18 +30,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from flowpod._contract.labels import RUNNER_LABEL
+from flowpod._contract.labels import FLOWRUN_LABEL, RUNNER_LABEL, label_value
 from flowpod._contract.states import FINAL_STATES
 from flowpod._engine.attempts import tlog
 from flowpod._engine.inputs import resolve_inputs
 from flowpod._engine.task_engine import prepare_submission
 from flowpod._kube.futures import KubernetesTaskFuture
 from flowpod._kube.options import OPTION_NAMES, RunnerOptions
+from flowpod._kube.payloads import write_payload
 from flowpod._kube.preflight import Verdict, check_cluster, check_store
 from flowpod._kube.results import final_state, safely, transient_state
 from flowpod._kube.storage_views import StorageViews, local_store, storage_views
-from flowpod._kube.taskrun_api import TaskRunApi, WatchExpired
-from flowpod._kube.taskruns import prepare_taskrun
+from flowpod._kube.taskrun_api import AlreadyExists, TaskRunApi, WatchExpired
+from flowpod._kube.taskruns import (
+    FlowPodRun,
+    PreparedTaskRun,
+    next_submission,
+    prepare_taskrun,
+    taskrun_object_name,
+)
 from flowpod.exceptions import UpstreamTaskError
 from flowpod.states import Crashed, NotReady, StateType, exception_to_failed_state
 from flowpod.task_runners import TaskRunner
@@ -134,6 +148,7 @@ class KubernetesTaskRunner(TaskRunner):
         self._storage_views: StorageViews | None = None
         self._verdict = Verdict()
         self._notices: dict[str, tuple[str, str | None]] = {}
+        self._flow_pod: FlowPodRun | None = FlowPodRun.current()
 
     def __getstate__(self) -> dict[str, Any]:
         # Threads, locks and clients stay behind; the copy starts fresh where it lands.
@@ -203,8 +218,18 @@ class KubernetesTaskRunner(TaskRunner):
         future: KubernetesTaskFuture[Any] = KubernetesTaskFuture(submission.task_run)
         with self._lock:
             self._all.append(future)
-        self._executor().submit(contextvars.copy_context().run, self._create, submission, future)
+        # Counted here, in the order the flow submits, not in the workers' order.
+        sequence = next_submission() if self._flow_pod is not None else None
+        self._executor().submit(contextvars.copy_context().run, self._create, submission, future,
+                                sequence)
         return future
+
+    def _selector(self) -> str:
+        """The TaskRuns this runner follows: its FlowRun's in a flow pod (a resumed flow pod
+        adopts TaskRuns an earlier one created), else its own."""
+        if self._flow_pod is not None:
+            return f"{FLOWRUN_LABEL}={label_value(self._flow_pod.name)}"
+        return f"{RUNNER_LABEL}={self.runner_id}"
 
     def check_configuration(self) -> None:
         """Check once that the cluster and the result store answer (``flowpod._kube.preflight``);
@@ -227,7 +252,8 @@ class KubernetesTaskRunner(TaskRunner):
         check_store(store, f"runs/{namespace}/.flowpod-check-{self.runner_id}",
                     f"KubernetesTaskRunner cannot use the result store {store!r}")
 
-    def _create(self, sub: Submission, future: KubernetesTaskFuture[Any]) -> None:
+    def _create(self, sub: Submission, future: KubernetesTaskFuture[Any],
+                sequence: int | None = None) -> None:
         """Resolve inputs, write the payload, create the TaskRun (in a submit worker)."""
         error, first = self._verdict.check(self._check_configuration)
         if error is not None:
@@ -246,18 +272,68 @@ class KubernetesTaskRunner(TaskRunner):
         sub.task_run.parameters = params
         name = None
         try:
-            name, manifest = prepare_taskrun(sub, params, self)
-            future.taskrun_name = name
-            with self._lock:
-                self._futures[name] = future
-            self._ensure_watch()
-            self.api.create(self.resolved_namespace(), manifest)
+            prepared = prepare_taskrun(sub, params, self, self._flow_pod, sequence)
+            name = prepared.name
+            self._follow(name, future)
+            self._place(prepared, future)
         except Exception as exc:  # noqa: BLE001 - reported through the future
-            if name is not None:
-                with self._lock:
-                    self._futures.pop(name, None)
+            with self._lock:
+                self._futures.pop(future.taskrun_name or "", None)
             self._finish(future, exception_to_failed_state(
                 exc, "Could not submit the task run to Kubernetes:"))
+
+    def _follow(self, name: str, future: KubernetesTaskFuture[Any]) -> None:
+        """Route the watch's events of TaskRun ``name`` to ``future`` (before it exists)."""
+        future.taskrun_name = name
+        with self._lock:
+            self._futures[name] = future
+        self._ensure_watch()
+
+    def _place(self, prepared: PreparedTaskRun, future: KubernetesTaskFuture[Any]) -> None:
+        """Write the payload and create the TaskRun - or adopt the one an earlier flow pod of
+        this series created under the same name."""
+        namespace = prepared.namespace
+        if self._flow_pod is not None and self._flow_pod.resuming:
+            existing = self.api.get_taskrun(namespace, prepared.name)
+            if existing is not None:
+                renamed = self._adopt(prepared, existing, future)
+                if renamed is None:
+                    return
+                prepared = renamed
+        write_payload(self.result_store(), namespace, prepared.name, prepared.payload)
+        try:
+            self.api.create(namespace, prepared.manifest)
+        except AlreadyExists:
+            existing = self.api.get_taskrun(namespace, prepared.name)
+            if existing is None:
+                raise
+            renamed = self._adopt(prepared, existing, future)
+            if renamed is None:
+                return
+            write_payload(self.result_store(), namespace, renamed.name, renamed.payload)
+            self.api.create(namespace, renamed.manifest)
+
+    def _adopt(self, prepared: PreparedTaskRun, existing: Mapping[str, Any],
+               future: KubernetesTaskFuture[Any]) -> PreparedTaskRun | None:
+        """Follow ``existing`` as this submission's TaskRun (None), or - when it runs another
+        task - return the submission under a fresh name, already followed."""
+        spec = existing.get("spec") or {}
+        state = (existing.get("status") or {}).get("state") or "not started"
+        if spec.get("taskKey") == prepared.task_key:
+            tlog(future.task_run, logging.INFO,
+                 "Adopted TaskRun %s (%s), created by an earlier pod of this flow run",
+                 prepared.name, state)
+            self._on_object("MODIFIED", existing)
+            return None
+        renamed = prepared.renamed(taskrun_object_name(future.task_run.name))
+        tlog(future.task_run, logging.INFO,
+             "TaskRun %s belongs to task %r: the flow submitted its tasks in another order than "
+             "the flow pod it resumes, so this one runs afresh as %s", prepared.name,
+             spec.get("taskName"), renamed.name)
+        with self._lock:
+            self._futures.pop(prepared.name, None)
+        self._follow(renamed.name, future)
+        return renamed
 
     # -- watching --------------------------------------------------------------------------------
 
@@ -272,7 +348,7 @@ class KubernetesTaskRunner(TaskRunner):
 
     def _watch_loop(self, stop: threading.Event) -> None:
         namespace = self.resolved_namespace()
-        selector = f"{RUNNER_LABEL}={self.runner_id}"
+        selector = self._selector()
         backoff = 0.2
         while not stop.is_set():
             try:

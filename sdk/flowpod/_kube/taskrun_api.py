@@ -1,4 +1,4 @@
-"""The SDK's only Kubernetes API access: create, list and watch TaskRuns.
+"""The SDK's only Kubernetes API access: create, read, list and watch TaskRuns.
 
 ``KubernetesTaskRunner`` goes through ``TaskRunApi`` for every call, so tests replace this one
 class with a fake and everything else runs for real. The ``kubernetes`` client is imported on
@@ -12,13 +12,17 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["TaskRunApi", "WatchExpired"]
+__all__ = ["AlreadyExists", "TaskRunApi", "WatchExpired"]
 
 _SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 class WatchExpired(Exception):  # noqa: N818 - a signal to re-list, not an error
     """The watch's resourceVersion is too old (HTTP 410): list again and watch from there."""
+
+
+class AlreadyExists(Exception):  # noqa: N818 - named for the API's own reason
+    """A TaskRun of that name exists already (HTTP 409 on create)."""
 
 
 class TaskRunApi:
@@ -84,12 +88,36 @@ class TaskRunApi:
         return client.CustomObjectsApi(self._api())
 
     def create(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Create the TaskRun; AlreadyExists when one of its name is there."""
+        from kubernetes.client.exceptions import ApiException
+
         from flowpod._contract.resources import GROUP, VERSION
 
-        created: dict[str, Any] = self._custom().create_namespaced_custom_object(
-            GROUP, VERSION, namespace, "taskruns", dict(manifest)
-        )
+        try:
+            created: dict[str, Any] = self._custom().create_namespaced_custom_object(
+                GROUP, VERSION, namespace, "taskruns", dict(manifest)
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise AlreadyExists(str(manifest["metadata"]["name"])) from None
+            raise
         return created
+
+    def get_taskrun(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The TaskRun ``namespace/name``, None when there is none."""
+        from kubernetes.client.exceptions import ApiException
+
+        from flowpod._contract.resources import GROUP, VERSION
+
+        try:
+            found: dict[str, Any] = self._custom().get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "taskruns", name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
 
     def list(self, namespace: str, label_selector: str) -> tuple[list[dict[str, Any]], str]:
         """The matching TaskRuns and the list's resourceVersion (to watch from)."""

@@ -1,22 +1,34 @@
 """What the runner writes for one submitted task run: its payload and its TaskRun manifest.
 
 ``prepare_taskrun`` computes the cache key where the task was called (``cache_key_fn`` is
-Python), resolves retries and delays, writes the payload (``flowpod._kube.payloads``) to the
-result store and returns the TaskRun's name and manifest: spec from the task and the runner's
-options, labels (runner, task, FlowRun) and, in a flow pod, an owner reference to its FlowRun.
+Python), resolves retries and delays, builds the payload (``flowpod._kube.payloads``; the runner
+writes it to the result store) and the TaskRun's name and manifest: spec from the task and the
+runner's options, labels (runner, task, FlowRun) and, in a flow pod, an owner reference to its
+FlowRun.
+
+Names: outside a flow pod, the run's name and a random suffix. In a flow pod (``FlowPodRun``,
+from the variables the pod program sets), the suffix is derived from the FlowRun, the series of
+attempts the pod belongs to and the submission's place in the flow
+(``flowpod._contract.resuming``), so a flow pod that resumes a lost one meets the TaskRuns that
+one created under the names it would give them itself.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 import os
 import random
 import re
 import string
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import flowpod._engine.task_engine as _task_engine
+from flowpod._contract.keys import payload_key
 from flowpod._contract.labels import FLOWRUN_LABEL, RUNNER_LABEL, TASK_LABEL, label_value
+from flowpod._contract.resuming import series_suffix
 from flowpod._engine.caching import serializer_of
 from flowpod._engine.retries import delays_of, retries_of
 
@@ -24,19 +36,87 @@ if TYPE_CHECKING:
     from flowpod._contract.pod_settings import StorageSpec
     from flowpod._engine.task_engine import Submission
     from flowpod._kube.options import RunnerOptions
+    from flowpod._kube.payloads import TaskPayload
     from flowpod._storage import ResultStore
 
 __all__ = [
+    "FLOWRUN_ATTEMPT_VAR",
     "FLOWRUN_NAME_VAR",
+    "FLOWRUN_SERIES_VAR",
     "FLOWRUN_UID_VAR",
+    "FlowPodRun",
+    "PreparedTaskRun",
     "TaskRunTarget",
+    "next_submission",
     "prepare_taskrun",
     "taskrun_object_name",
 ]
 
-# Set in a flow-runner pod by the operator: TaskRuns created there belong to that FlowRun.
+# Set in a flow pod by the pod program: TaskRuns created there belong to that FlowRun.
 FLOWRUN_NAME_VAR = "FLOWPOD_FLOW_RUN_NAME"
 FLOWRUN_UID_VAR = "FLOWPOD_FLOW_RUN_UID"
+FLOWRUN_ATTEMPT_VAR = "FLOWPOD_FLOW_RUN_ATTEMPT"
+FLOWRUN_SERIES_VAR = "FLOWPOD_FLOW_RUN_SERIES"
+
+# The flow's submissions in order, counted across the process (one flow pod runs one FlowRun;
+# its subflows' runners share the count, so their TaskRuns' names do not collide either).
+_submissions = itertools.count()
+
+
+def next_submission() -> int:
+    """The next submission's place in this process's flow (called in the flow's own order)."""
+    return next(_submissions)
+
+
+@dataclass(frozen=True)
+class FlowPodRun:
+    """The FlowRun this process runs, as its flow pod: set by the pod program in its env."""
+
+    name: str
+    uid: str
+    attempt: int = 1
+    series: int = 1
+    """The attempt whose work this one continues (itself, unless the one before was lost)."""
+
+    @property
+    def resuming(self) -> bool:
+        """An earlier flow pod of this series may have created this pod's TaskRuns already."""
+        return self.series < self.attempt
+
+    @classmethod
+    def current(cls) -> FlowPodRun | None:
+        name = os.environ.get(FLOWRUN_NAME_VAR) or None
+        uid = os.environ.get(FLOWRUN_UID_VAR) or None
+        if name is None or uid is None:
+            return None
+        attempt = int(os.environ.get(FLOWRUN_ATTEMPT_VAR) or 1)
+        series = int(os.environ.get(FLOWRUN_SERIES_VAR) or attempt)
+        return cls(name, uid, attempt, series)
+
+    def taskrun_name(self, run_name: str, sequence: int) -> str:
+        """The name of submission ``sequence`` (run ``run_name``) in this series."""
+        return f"{_base_name(run_name)}-{series_suffix(self.uid, self.series, sequence)}"
+
+
+@dataclass(frozen=True)
+class PreparedTaskRun:
+    """A TaskRun ready to create: its name, its manifest and the payload to write first."""
+
+    name: str
+    namespace: str
+    manifest: dict[str, Any] = field(repr=False)
+    payload: TaskPayload = field(repr=False)
+
+    @property
+    def task_key(self) -> str:
+        return str(self.manifest["spec"]["taskKey"])
+
+    def renamed(self, name: str) -> PreparedTaskRun:
+        """The same TaskRun under another name (and payload key)."""
+        manifest = copy.deepcopy(self.manifest)
+        manifest["metadata"]["name"] = name
+        manifest["spec"]["payload"] = payload_key(self.namespace, name)
+        return PreparedTaskRun(name, self.namespace, manifest, self.payload)
 
 _NAME_CHARS = re.compile(r"[^a-z0-9-]+")
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
@@ -48,10 +128,14 @@ def taskrun_object_name(run_name: str, rng: random.Random | None = None) -> str:
     Short (<= 47 characters) so that the operator's ``<taskrun>-<attempt>`` pod names stay
     readable within Kubernetes' 63-character limit.
     """
-    base = _NAME_CHARS.sub("-", run_name.lower()).strip("-")[:40].strip("-") or "task"
+    base = _base_name(run_name)
     draw = rng or random
     suffix = "".join(draw.choice(_SUFFIX_ALPHABET) for _ in range(6))
     return f"{base}-{suffix}"
+
+
+def _base_name(run_name: str) -> str:
+    return _NAME_CHARS.sub("-", run_name.lower()).strip("-")[:40].strip("-") or "task"
 
 
 class TaskRunTarget(Protocol):
@@ -67,11 +151,13 @@ class TaskRunTarget(Protocol):
     def storage_spec(self) -> StorageSpec | None: ...
 
 
-def prepare_taskrun(sub: Submission, params: dict[str, Any],
-                    target: TaskRunTarget) -> tuple[str, dict[str, Any]]:
-    """Write the payload of ``sub`` and return its TaskRun's (name, manifest)."""
+def prepare_taskrun(sub: Submission, params: dict[str, Any], target: TaskRunTarget,
+                    flow_pod: FlowPodRun | None = None,
+                    sequence: int | None = None) -> PreparedTaskRun:
+    """The TaskRun of ``sub``: in a flow pod (``flow_pod``) named for its place ``sequence``
+    in the flow, else with a random suffix."""
     from flowpod._contract.resources import TaskRunSpec
-    from flowpod._kube.payloads import FlowRunInfo, TaskPayload, write_payload
+    from flowpod._kube.payloads import FlowRunInfo, TaskPayload
 
     task, task_run, flow_ctx = sub.task, sub.task_run, sub.flow_ctx
     log_prints = _task_engine.effective_log_prints(task, flow_ctx, sub.parent)
@@ -101,14 +187,17 @@ def prepare_taskrun(sub: Submission, params: dict[str, Any],
         result_serializer=serializer, retries=retries,
     )
     namespace = target.resolved_namespace()
-    name = taskrun_object_name(task_run.name)
-    payload_ref = write_payload(target.result_store(), namespace, name, payload)
+    if flow_pod is not None and sequence is not None:
+        name = flow_pod.taskrun_name(task_run.name, sequence)
+    else:
+        name = taskrun_object_name(task_run.name)
+    payload_ref = payload_key(namespace, name)
     options = target.options
     env: Any = options.env
     if isinstance(env, Mapping):
         env = [{"name": key, "value": value} for key, value in env.items()]
-    flowrun_name = os.environ.get(FLOWRUN_NAME_VAR) or None
-    flowrun_uid = os.environ.get(FLOWRUN_UID_VAR) or None
+    flowrun_name = flow_pod.name if flow_pod is not None else None
+    flowrun_uid = flow_pod.uid if flow_pod is not None else None
     spec = TaskRunSpec.model_validate({
         "taskName": task.name,
         "taskKey": task.task_key,
@@ -141,4 +230,5 @@ def prepare_taskrun(sub: Submission, params: dict[str, Any],
         labels[FLOWRUN_LABEL] = label_value(flowrun_name)
         owners = [{"apiVersion": API_VERSION, "kind": "FlowRun", "name": flowrun_name,
                    "uid": flowrun_uid, "controller": False, "blockOwnerDeletion": True}]
-    return name, spec.to_manifest(name, namespace, labels=labels, owner_references=owners)
+    manifest = spec.to_manifest(name, namespace, labels=labels, owner_references=owners)
+    return PreparedTaskRun(name, namespace, manifest, payload)

@@ -6,8 +6,10 @@ imported, or ``spec.code`` unpickled from the store), validate the parameters ag
 type hints before anything runs, then run the flow with the Kubernetes task runner - direct task
 calls run here, submitted ones become TaskRuns owned by the FlowRun - and write the outcome the
 operator reads. Flow retries belong to the operator (a new flow pod per attempt), so the flow runs
-with ``retries=0``; ``spec.timeoutSeconds`` is applied here, as the flow's own timeout, and the
-pod's ``activeDeadlineSeconds`` (a little longer) is the backstop.
+with ``retries=0``; an attempt after one whose pod was lost resumes it (its TaskRuns are
+adopted, see ``flowpod._kube.taskruns.FlowPodRun``). ``spec.timeoutSeconds`` is applied here,
+as the flow's own timeout, and the pod's ``activeDeadlineSeconds`` (a little longer) is the
+backstop.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from flowpod._contract.keys import flow_result_key
 from flowpod._contract.records import FlowOutcome
+from flowpod._contract.resuming import resumed_from
+from flowpod._kube.taskruns import FLOWRUN_ATTEMPT_VAR, FLOWRUN_SERIES_VAR
 from flowpod._storage import get_serializer
 from flowpod._storage.run_files import write_flow_outcome
 from flowpod.flows import Flow
@@ -141,8 +145,14 @@ def run_flow(store: ResultStore, namespace: str, name: str, attempt: int,
         return _failed(store, namespace, name, attempt,
                        f"cannot start flow run {namespace}/{name}: {type(exc).__name__}: {exc}")
 
+    series = resumed_from(flowrun.status.history, attempt)
+    if series < attempt:
+        log.info("Flow attempt %d resumes attempt %d, whose flow pod was lost: the task runs it "
+                 "submitted are adopted, not run again", attempt, series)
     os.environ[FLOWRUN_NAME_VAR] = name
     os.environ[FLOWRUN_UID_VAR] = flowrun.metadata.uid or ""
+    os.environ[FLOWRUN_ATTEMPT_VAR] = str(attempt)
+    os.environ[FLOWRUN_SERIES_VAR] = str(series)
     runner = _task_runner(flowrun, namespace)
     timeout = flowrun.spec.timeout_seconds or flow.timeout_seconds
     prepared = flow.with_options(retries=0, task_runner=runner, timeout_seconds=timeout)
