@@ -254,6 +254,28 @@ def test_failing_task_fails_the_flow_with_its_own_exception(runner: KubernetesTa
     assert api.attempts[name] == 3  # retries=2: three attempts before the final Failed
 
 
+@task
+def fails_below_zero(x: int) -> int:
+    if x < 0:
+        raise ValueError(f"negative: {x}")
+    return x
+
+
+def test_a_map_on_the_cluster_ends_with_the_summary_line(runner: KubernetesTaskRunner) -> None:
+    from _engine_support import capture_logs
+
+    @flow(task_runner=runner)
+    def pipeline() -> None:
+        fails_below_zero.map([*range(9), -1, -2]).wait(timeout=60)
+
+    with capture_logs() as logs:
+        state = pipeline(return_state=True)
+    summaries = [m for m in logs.messages if m.startswith("11 task runs")]
+    assert summaries == ["11 task runs: 9 Completed, 2 Failed (see above)"]
+    # Failed runs on the cluster count for the flow's final state as they do locally.
+    assert state.name == "Completed" and state.message != "All states completed."
+
+
 def test_retry_condition_stops_retries(runner: KubernetesTaskRunner, api: FakeApi) -> None:
     stubborn = boom.with_options(retry_delay_seconds=0,
                                  retry_condition_fn=lambda t, r, s: False)
