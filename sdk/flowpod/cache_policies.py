@@ -5,6 +5,8 @@ A policy's ``compute_key(task_ctx, inputs, flow_parameters, **kwargs)`` returns 
 the non-None keys of its parts, ``policy - "name"`` excludes an input. ``DEFAULT`` is
 ``INPUTS + TASK_SOURCE + RUN_ID``: the run id makes plain tasks cache only within one flow run.
 Keys are hashed with ``flowpod._common.hashing`` so they are stable across processes and machines.
+An input that cannot be hashed raises UnhashableInputError naming it; the engine logs that and
+runs the task uncached.
 """
 
 from __future__ import annotations
@@ -131,9 +133,9 @@ def _unhashable(task_name: str, name: str, value: Any) -> UnhashableInputError:
         cause = f" ({exc.__cause__!r})" if exc.__cause__ is not None else f" ({exc})"
     return UnhashableInputError(
         f"Task {task_name!r} cannot compute its cache key: the input {name!r} of type "
-        f"{type(value).__name__} cannot be hashed{cause}. Either give the task a custom "
-        f"cache_key_fn that leaves it out (or use cache_policy=INPUTS - {name!r}), or turn caching "
-        f"off for this task with cache_policy=NO_CACHE."
+        f"{type(value).__name__} cannot be hashed{cause}. Either pass cache_key_fn= a function "
+        f"that leaves it out (or cache_policy=INPUTS - {name!r}), or turn caching off for this "
+        f"task with cache_policy=NO_CACHE."
     )
 
 

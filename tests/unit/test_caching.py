@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -13,8 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from _engine_support import capture_logs
 
 from flowpod import flow, task
+from flowpod._common.hashing import hash_objects
 from flowpod.cache_policies import (
     DEFAULT,
     FLOW_PARAMETERS,
@@ -253,23 +256,87 @@ def test_refresh_cache_recomputes_and_overwrites() -> None:
     assert f(1) == 2  # the refreshed value replaced the old one
 
 
-def test_unhashable_inputs_give_a_clear_error() -> None:
-    @task(cache_policy=INPUTS)
-    def f(lock: object, n: int) -> None:
-        return None
+def _files_under(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.is_file()]
 
-    with pytest.raises(UnhashableInputError) as info:
-        f(threading.Lock(), 1)
-    message = str(info.value)
-    assert "'lock'" in message and "cache_key_fn" in message and "NO_CACHE" in message
-    state = f(threading.Lock(), 1, return_state=True)
-    assert state.is_failed() and "UnhashableInputError" in state.message
+
+def test_unhashable_input_runs_the_task_uncached_with_one_error_line(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    @task(cache_policy=INPUTS, result_storage=str(tmp_path))
+    def locked(lock: object, n: int) -> int:
+        calls.append(n)
+        return n * 2
+
+    with capture_logs() as logs:
+        assert locked(threading.Lock(), 1) == 2
+    errors = [r for r in logs.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1
+    [line] = [line for line in logs.lines if "cannot be hashed" in line]
+    assert "Task run 'locked'" in line  # the task run's own logger
+    assert "Task 'locked'" in line and "the input 'lock'" in line
+    assert "cache_key_fn=" in line and "cache_policy=NO_CACHE" in line
+    assert "not cached" in line
+    assert _files_under(tmp_path) == []  # no cache write
+    state = locked(threading.Lock(), 1, return_state=True)
+    assert state.is_completed() and state.name == "Completed"
+    assert state.state_details.cache_key is None
+    assert calls == [1, 1]  # the second call ran again: no cache read either
+
+
+def test_unhashable_input_under_the_default_policy_in_a_persisting_flow() -> None:
+    calls: list[int] = []
+
+    @task
+    def locked(lock: object, n: int) -> int:
+        calls.append(n)
+        return n
+
+    @flow(persist_result=True)
+    def pipeline() -> list[str]:
+        lock = threading.Lock()
+        return [locked(lock, 1, return_state=True).name, locked(lock, 1, return_state=True).name]
+
+    with capture_logs() as logs:
+        assert pipeline() == ["Completed", "Completed"]
+    assert calls == [1, 1]
+    errors = [r.getMessage() for r in logs.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2 and all("the input 'lock'" in e for e in errors)
+
+
+def test_a_policy_without_the_unhashable_input_still_caches() -> None:
+    calls: list[int] = []
 
     @task(cache_policy=INPUTS - "lock")
     def g(lock: object, n: int) -> int:
+        calls.append(n)
         return n
 
     assert g(threading.Lock(), 3) == 3
+    assert g(threading.Lock(), 3) == 3
+    assert calls == [3]
+
+
+def test_unhashable_input_error_stays_public_for_explicit_hashing() -> None:
+    with pytest.raises(UnhashableInputError) as info:
+        hash_objects(threading.Lock(), raise_on_failure=True)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(UnhashableInputError, match="the input 'lock'"):
+        INPUTS.compute_key(_Ctx(), {"lock": threading.Lock()}, {})
+
+
+def test_a_cache_key_fn_that_raises_still_fails_the_run() -> None:
+    def strict_key(ctx: object, params: dict) -> str:
+        digest = hash_objects(params, raise_on_failure=True)
+        assert digest is not None
+        return digest
+
+    @task(cache_key_fn=strict_key)
+    def f(lock: object) -> None:
+        return None
+
+    state = f(threading.Lock(), return_state=True)
+    assert state.is_failed() and "UnhashableInputError" in state.message
 
 
 def test_unserialisable_result_fails_with_serialization_error() -> None:

@@ -26,7 +26,8 @@ from flowpod._contract.retrying import decide_retry
 from flowpod._kube.payloads import read_payload
 from flowpod._kube.taskrun_api import AlreadyExists
 from flowpod._storage import CacheStore, LocalResultStore, ResultStore
-from flowpod.exceptions import ConfigurationError, UpstreamTaskError
+from flowpod.cache_policies import INPUTS, CachePolicy
+from flowpod.exceptions import ConfigurationError, UnhashableInputError, UpstreamTaskError
 from flowpod.futures import as_completed
 from flowpod.kubernetes import (
     RUNNER_LABEL,
@@ -262,6 +263,28 @@ def test_failing_task_fails_the_flow_with_its_own_exception(runner: KubernetesTa
     assert api.attempts[name] == 3  # retries=2: three attempts before the final Failed
 
 
+@task
+def fails_below_zero(x: int) -> int:
+    if x < 0:
+        raise ValueError(f"negative: {x}")
+    return x
+
+
+def test_a_map_on_the_cluster_ends_with_the_summary_line(runner: KubernetesTaskRunner) -> None:
+    from _engine_support import capture_logs
+
+    @flow(task_runner=runner)
+    def pipeline() -> None:
+        fails_below_zero.map([*range(9), -1, -2]).wait(timeout=60)
+
+    with capture_logs() as logs:
+        state = pipeline(return_state=True)
+    summaries = [m for m in logs.messages if m.startswith("11 task runs")]
+    assert summaries == ["11 task runs: 9 Completed, 2 Failed (see above)"]
+    # Failed runs on the cluster count for the flow's final state as they do locally.
+    assert state.name == "Completed" and state.message != "All states completed."
+
+
 def test_retry_condition_stops_retries(runner: KubernetesTaskRunner, api: FakeApi) -> None:
     stubborn = boom.with_options(retry_delay_seconds=0,
                                  retry_condition_fn=lambda t, r, s: False)
@@ -293,6 +316,47 @@ def test_cache_hit_runs_no_attempt(runner: KubernetesTaskRunner, api: FakeApi) -
     assert state.state_details.cache_key == "fixed-7"
     assert [o["spec"]["cacheKey"] for o in api.objects.values()] == ["fixed-7", "fixed-7"]
     assert len(api.attempts) == 1  # only the first run had a pod
+
+
+class _RefusingInputs(CachePolicy):
+    """Hashes like INPUTS, but with hashing refused for the input 'handle' (the way a lock or
+    a socket refuses it; a real lock could not travel in the payload at all)."""
+
+    def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any],
+                    **kwargs: Any) -> str | None:
+        if "handle" in inputs:
+            raise UnhashableInputError(
+                f"Task {task_ctx.task.name!r} cannot compute its cache key: the input 'handle' "
+                "cannot be hashed. Either pass cache_key_fn= a function that leaves it out, or "
+                "turn caching off for this task with cache_policy=NO_CACHE."
+            )
+        return INPUTS.compute_key(task_ctx, inputs, flow_parameters)
+
+
+@task(cache_policy=_RefusingInputs())
+def with_handle(handle: str, x: int) -> int:
+    return x + 1
+
+
+def test_an_unhashable_input_submits_the_run_uncached(runner: KubernetesTaskRunner,
+                                                      api: FakeApi) -> None:
+    from _engine_support import capture_logs
+
+    @flow(task_runner=runner)
+    def pipeline() -> Any:
+        future = with_handle.submit("h", 1)
+        return future.result(timeout=30), future.state.name
+
+    with capture_logs() as logs:
+        assert pipeline() == (2, "Completed")
+        assert pipeline() == (2, "Completed")  # no cache record: the second run runs again
+    errors = [line for r, line in zip(logs.records, logs.lines, strict=True)
+              if r.levelno == logging.ERROR]
+    assert len(errors) == 2
+    assert all("Task run 'with_handle-0'" in e and "the input 'handle'" in e for e in errors)
+    assert all("cache_key_fn=" in e and "NO_CACHE" in e for e in errors)
+    assert ["cacheKey" in o["spec"] for o in api.objects.values()] == [False, False]
+    assert len(api.attempts) == 2  # both runs had a pod
 
 
 def test_a_cache_hit_reads_the_value_with_the_records_serializer(

@@ -51,6 +51,8 @@ def test_name_and_description_default_to_the_function() -> None:
         ({"cache_policy": "inputs"}, TypeError, "cache_policy"),
         ({"cache_key_fn": 3}, TypeError, "cache_key_fn"),
         ({"cache_expiration": 60}, TypeError, "cache_expiration"),
+        ({"cache_expiration": datetime.timedelta(0)}, ValueError, "positive timedelta"),
+        ({"cache_expiration": datetime.timedelta(seconds=-5)}, ValueError, "cache_expiration"),
         ({"task_run_name": 5}, TypeError, "task_run_name"),
         ({"on_completion": lambda *a: None}, TypeError, "list of hooks"),
         ({"on_failure": [1]}, TypeError, "callables"),
@@ -248,6 +250,17 @@ def test_tags_is_usable_around_flows() -> None:
 
 def test_cache_expiration_must_be_timedelta_and_is_kept() -> None:
     t = task(cache_expiration=datetime.timedelta(seconds=5))(double)
+    assert t.cache_expiration == datetime.timedelta(seconds=5)
+
+
+def test_cache_expiration_must_be_positive_in_with_options_too() -> None:
+    t = task(cache_expiration=datetime.timedelta(seconds=5))(double)
+    with pytest.raises(ValueError, match=r"cache_expiration must be a positive timedelta") as info:
+        t.with_options(cache_expiration=datetime.timedelta(0))
+    assert "NO_CACHE" in str(info.value)  # the way to turn caching off, for those who meant it
+    with pytest.raises(ValueError, match="cache_expiration"):
+        t.with_options(cache_expiration=-datetime.timedelta(minutes=1))
+    assert t.with_options(cache_expiration=None).cache_expiration is None
     assert t.cache_expiration == datetime.timedelta(seconds=5)
 
 

@@ -2,6 +2,7 @@
 
 Only runs that persist results are cached. The key is computed where the task is called (a
 cache_key_fn is arbitrary Python), so the Kubernetes task runner records it in the TaskRun too.
+An input the cache policy cannot hash makes the run uncached (one ERROR line), not failed.
 ``AcquireLock`` takes the store's per-key lock: directly in a sync run, on a dedicated thread in an
 async one (the lock blocks, and is thread-affine).
 """
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from flowpod._engine.attempts import tlog
 from flowpod._engine.effects import Effect
 from flowpod.context import FlowRunContext, TaskRunContext, _flow_run_var
-from flowpod.exceptions import SerializationError
+from flowpod.exceptions import SerializationError, UnhashableInputError
 from flowpod.states import Cached, State, exception_to_failed_state
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 _WARNING = logging.WARNING
+_ERROR = logging.ERROR
 
 
 def compute_cache_key(
@@ -51,6 +53,8 @@ def compute_cache_key(
     flow's persist_result is inherited). The key comes from cache_key_fn(context, parameters), else
     the result_storage_key template, else the cache policy. Computed where the task is called (a
     cache_key_fn is arbitrary Python), so the Kubernetes task runner records it in the TaskRun.
+    A cache policy that cannot hash an input (UnhashableInputError) logs one ERROR line in the
+    task run's logger and gives None: the run goes ahead uncached.
     """
     persist = task.persist_result
     if persist is None and flow_ctx is not None:
@@ -72,7 +76,15 @@ def compute_cache_key(
         key = task.result_storage_key.format(**params)
     else:
         flow_params = flow_ctx.parameters if flow_ctx is not None else {}
-        key = task.cache_policy.compute_key(task_ctx, params, flow_params)
+        try:
+            key = task.cache_policy.compute_key(task_ctx, params, flow_params)
+        except UnhashableInputError as exc:
+            # An input the policy cannot hash (a lock, a socket) is no reason to fail the run:
+            # it runs uncached, and says so once. A cache_key_fn is the user's own code, so its
+            # errors still fail the run.
+            tlog(task_run, _ERROR, "%s This run is not cached (no cache read, no cache write).",
+                 exc)
+            return None
     if key is not None and not isinstance(key, str):
         raise TypeError(
             f"The cache key of task {task.name!r} must be a str or None; got "

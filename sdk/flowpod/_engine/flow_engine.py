@@ -3,7 +3,8 @@
 Written once, as steps (``flowpod._engine.effects``) that a sync flow's call drives by calling and
 an async flow's by awaiting. It separates one attempt (``flow_attempt_steps``: Running or Retrying,
 on_running hooks, the flow-run context with a fresh task runner, log_prints, the timeout, the return
-value turned into a state by ``flowpod.states.return_value_to_state``) from the lifecycle (parameter
+value turned into a state by ``flowpod.states.return_value_to_state``, and a line counting its task
+runs by final state when there were many or some did not complete) from the lifecycle (parameter
 validation, the run name, retries, final hooks, log lines). The flow-runner pod on Kubernetes
 reuses the attempt with another task runner.
 """
@@ -193,12 +194,23 @@ def flow_attempt_steps(flow: FlowLike, flow_run: FlowRun, retry: bool = False
                 raise
             # Waiting for the runner's task runs blocks: an async flow does it off the loop.
             yield Blocking(runner.__exit__, None, None, None)
-        return _final_state(ctx, value)
+        state = _final_state(ctx, value)
     except BaseException as exc:  # noqa: BLE001 - every outcome becomes a state
-        return _state_from_exception(flow_run, exc)
+        state = _state_from_exception(flow_run, exc)
     finally:
         _task_run_var.reset(task_token)
         _flow_run_var.reset(flow_token)
+    _log_task_run_summary(ctx)
+    return state
+
+
+def _log_task_run_summary(ctx: FlowRunContext) -> None:
+    """One line counting the attempt's task runs by final state, after all of them ended
+    (``flowpod.context.tally`` decides when it is worth a line)."""
+    if ctx.task_runs.created and FLOW_LOGGER.isEnabledFor(_INFO):
+        line = ctx.task_runs.summary()
+        if line is not None:
+            flog(ctx.flow_run, _INFO, "%s", line)
 
 
 def run_flow_attempt_sync(flow: FlowLike, flow_run: FlowRun, *, retry: bool = False

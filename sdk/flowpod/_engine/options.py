@@ -88,8 +88,7 @@ class TaskOptions:
             raise TypeError(
                 f"cache_key_fn must be callable(context, parameters); got {self.cache_key_fn!r}."
             )
-        _check_optional(self.cache_expiration, datetime.timedelta, "cache_expiration",
-                        "a timedelta")
+        _check_expiration(self.cache_expiration)
         _check_run_name(self.task_run_name, "task_run_name", "fetch-{url}")
         _check_retries(self.retries)
         validate_retry_delay_seconds(self.retry_delay_seconds)
@@ -302,6 +301,18 @@ def _check_timeout(value: Any) -> None:
         raise TypeError(f"timeout_seconds must be a number of seconds or None; got {value!r}.")
     if value <= 0:
         raise ValueError(f"timeout_seconds must be > 0; got {value!r}.")
+
+
+def _check_expiration(value: Any) -> None:
+    _check_optional(value, datetime.timedelta, "cache_expiration", "a timedelta")
+    # A zero or negative lifetime would write records that are expired before anyone reads
+    # them: the cache would cost a write per run and never hit. Say so now, not never.
+    if value is not None and value <= datetime.timedelta(0):
+        raise ValueError(
+            f"cache_expiration must be a positive timedelta, e.g. timedelta(hours=1), or None "
+            f"for records that never expire; got {value!r}. To turn caching off, use "
+            f"cache_policy=NO_CACHE."
+        )
 
 
 def _check_retries(value: Any) -> None:

@@ -85,6 +85,9 @@ def new_task_run(
         parent.task_run.id if parent is not None else None,
     )
     task_run.set_state(Pending())
+    if flow_ctx is not None:
+        tally = task_run.tally = flow_ctx.task_runs
+        tally.count_created()
     return task_run
 
 
@@ -126,15 +129,12 @@ def effective_log_prints(
 
 
 def record_final(task: TaskLike, task_run: TaskRun, state: State[Any]) -> list[Any] | None:
-    """Record the final state (and a failure in the flow run); the hooks it calls for, if any."""
-    task_run.set_state(state)
+    """Record the final state (counted in the flow run's tally); the hooks it calls for, if any."""
+    task_run.finish(state)
     kind = state.type
     if kind is StateType.COMPLETED:
         return task.on_completion or None
     if kind is StateType.FAILED or kind is StateType.CRASHED:
-        flow_ctx = _flow_run_var.get()
-        if flow_ctx is not None:
-            flow_ctx.task_run_failed = True
         return task.on_failure or None
     return None
 

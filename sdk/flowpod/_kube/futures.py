@@ -64,7 +64,7 @@ class KubernetesTaskFuture(FlowpodFuture[R]):
         with self._guard:
             if self._final is not None:
                 return False
-            self._task_run.set_state(state)
+            self._task_run.finish(state)
             self._final = state
             callbacks, self._callbacks = self._callbacks, []
         for fn in callbacks:

@@ -5,7 +5,8 @@ and asyncio tasks see the run that started them. ``FlowRunContext.get()`` / ``Ta
 return the innermost one or None; ``get_run_context()`` raises MissingContextError outside any run.
 
 What a context holds is defined beside it, below the engine that fills it: the run records in
-``flowpod.context.runs``, the typed views of a task, a flow and a task runner in
+``flowpod.context.runs``, the count of a flow run's task runs in ``flowpod.context.tally``, the
+typed views of a task, a flow and a task runner in
 ``flowpod.context.views``.
 """
 
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
+from flowpod.context.tally import TaskRunTally
 from flowpod.exceptions import MissingContextError
 
 if TYPE_CHECKING:
@@ -47,7 +49,7 @@ class FlowRunContext:
         "log_prints",
         "persist_result",
         "_counters",
-        "task_run_failed",
+        "task_runs",
         "__weakref__",
     )
 
@@ -66,9 +68,15 @@ class FlowRunContext:
         self.log_prints = log_prints
         self.persist_result = persist_result
         self._counters: dict[str, itertools.count[int]] = {}
-        # Set (never cleared) when a task run of this flow run ends failed or crashed: a flow
-        # that returns nothing then finishes Completed() rather than "All states completed.".
-        self.task_run_failed = False
+        # Every task run created in this flow run, counted by final state whichever runner ran
+        # it: the summary line at the end of a big flow, and task_run_failed below.
+        self.task_runs = TaskRunTally()
+
+    @property
+    def task_run_failed(self) -> bool:
+        """True once a task run of this flow run ended Failed or Crashed: a flow that returns
+        nothing then finishes Completed() rather than "All states completed."."""
+        return self.task_runs.failed
 
     def next_task_run_name(self, task_name: str) -> str:
         """``<task>-<n>``: n counts the runs of this task within this flow run, from 0."""

@@ -1,8 +1,9 @@
 """The records of task runs and flow runs: identity, parameters, tags, current state and history.
 
 One record lives for the whole run, across all its attempts: ``set_state`` appends every state to
-the history, and ``run_count`` counts the RUNNING-type entries (Running, Retrying). These are what
-hooks, ``retry_condition_fn`` and ``flowpod.runtime`` see.
+the history, and ``run_count`` counts the RUNNING-type entries (Running, Retrying); a task run's
+``finish`` records its final state and counts it in its flow run's tally. These are what hooks,
+``retry_condition_fn`` and ``flowpod.runtime`` see.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import inspect
 import random
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flowpod.states import State, StateType
+
+if TYPE_CHECKING:
+    from flowpod.context.tally import TaskRunTally
 
 __all__ = ["FlowRun", "TaskRun", "render_run_name"]
 
@@ -63,7 +67,8 @@ class _Run:
 class TaskRun(_Run):
     """One run of a task (all of its attempts)."""
 
-    __slots__ = ("task_name", "task_key", "flow_run_id", "parent_task_run_id", "cache_key")
+    __slots__ = ("task_name", "task_key", "flow_run_id", "parent_task_run_id", "cache_key",
+                 "tally")
 
     def __init__(
         self,
@@ -81,6 +86,16 @@ class TaskRun(_Run):
         self.flow_run_id = flow_run_id
         self.parent_task_run_id = parent_task_run_id
         self.cache_key: str | None = None
+        # The flow run's tally this run is counted in (set by the engine that created it).
+        self.tally: TaskRunTally | None = None
+
+    def finish(self, state: State[Any]) -> State[Any]:
+        """Record ``state`` as this run's final state (once per run) and count it in the flow
+        run's tally."""
+        self.set_state(state)
+        if self.tally is not None:
+            self.tally.count_final(state)
+        return state
 
     def __repr__(self) -> str:
         return f"TaskRun(name={self.name!r}, id={self.id}, state={self.state_name})"
