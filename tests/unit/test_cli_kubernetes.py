@@ -1,4 +1,5 @@
-"""``flowpod submit / get / logs / cancel`` against the fake ``FlowRunApi`` and a memory store."""
+"""``flowpod submit / get / describe / logs / cancel`` against a fake cluster API and a memory
+store (``_cli_fakes``), through click's test runner."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _cli_fakes import FakeClusterApi as FakeFlowRunApi
 from click.testing import CliRunner
-from test_submit_units import FakeFlowRunApi
 
-import flowpod._cli.kubernetes as _cli_kubernetes
-from flowpod._cli.kubernetes import format_table, interleave_logs
+import flowpod._cli.cluster as _cli_cluster
+from flowpod._cli.get import format_table
+from flowpod._cli.logs import LogSource, interleave_logs
 from flowpod._cli.main import main
 from flowpod._storage import MemoryResultStore
 
@@ -35,8 +38,8 @@ FLOW_FILE = textwrap.dedent("""
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeFlowRunApi, MemoryResultStore]]:
     api, store = FakeFlowRunApi("ns1"), MemoryResultStore()
-    monkeypatch.setattr(_cli_kubernetes, "make_api", lambda: api)
-    monkeypatch.setattr(_cli_kubernetes, "make_store", lambda storage: store)
+    monkeypatch.setattr(_cli_cluster, "make_api", lambda: api)
+    monkeypatch.setattr(_cli_cluster, "make_store", lambda storage: store)
     modules, path = set(sys.modules), list(sys.path)
     yield api, store
     sys.path[:] = path
@@ -118,7 +121,8 @@ def test_submit_rejects_an_unknown_parameter_with_exit_2(
 ) -> None:
     api, _ = fake
     result = CliRunner().invoke(main, ["submit", f"{_flow_file(tmp_path)}:counter", "-p", "m=1"])
-    assert result.exit_code == 2 and "no parameter 'm'" in result.output
+    assert result.exit_code == 2 and "unexpected keyword argument 'm'" in result.output
+    assert result.output.startswith("Error: ") and "(--param)" in result.output
     assert api.objects == {}
 
 
@@ -163,7 +167,7 @@ def test_get_unknown_kind_and_missing_object_say_so(
     fake: tuple[FakeFlowRunApi, MemoryResultStore]
 ) -> None:
     result = CliRunner().invoke(main, ["get", "pods"])
-    assert result.exit_code == 2 and "use flowruns or taskruns" in result.output
+    assert result.exit_code == 2 and "use flowruns (fr) or taskruns (tr)" in result.output
     result = CliRunner().invoke(main, ["get", "flowruns", "nope"])
     assert result.exit_code == 1 and "flowrun ns1/nope not found" in result.output
 
@@ -179,7 +183,8 @@ def test_logs_interleave_stored_and_live_logs_by_time(
               b"04:00:01.000 | INFO    | flow starts\n04:00:05.000 | INFO    | flow goes on\n")
     store.put("runs/ns1/inc-0-aaaaaa/log-1.txt",
               b"04:00:02.000 | ERROR   | boom\nTraceback: line\n")
-    api.pod_logs["inc-1-bbbbbb-1"] = "04:00:03.000 | INFO    | still running\n"
+    api.pod_logs["inc-1-bbbbbb-1"] = (
+        "2026-11-24T04:00:03.000123456Z 04:00:03.000 | INFO    | still running\n")
     code, out, _ = _invoke("logs", "counter-abc")
     assert code == 0
     assert out.splitlines() == [
@@ -222,7 +227,9 @@ def test_cancel_wait_follows_until_cancelled(
 
 def test_format_table_and_interleave_are_plain_functions() -> None:
     assert format_table(["A", "BB"], [["xyz", "1"]]) == "A     BB\nxyz   1"
-    merged = interleave_logs([("a", "10:00:02.0 x\n"), ("b", "10:00:01.0 y\n")])
+    start = datetime(2026, 1, 1, 9, 59, tzinfo=UTC)
+    merged = interleave_logs([LogSource.stored("a", "10:00:02.0 x\n", start),
+                              LogSource.stored("b", "10:00:01.0 y\n", start)])
     assert merged == ["b | 10:00:01.0 y", "a | 10:00:02.0 x"]
 
 
@@ -231,7 +238,7 @@ def test_submit_without_a_store_and_api_refusals_say_what_to_fix(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api, _ = fake
-    monkeypatch.setattr(_cli_kubernetes, "make_store", lambda storage: None)
+    monkeypatch.setattr(_cli_cluster, "make_store", lambda storage: None)
     result = CliRunner().invoke(main, ["submit", f"{_flow_file(tmp_path)}:counter"])
     assert result.exit_code == 2 and "set FLOWPOD_S3_BUCKET" in result.output
 
@@ -242,6 +249,7 @@ def test_submit_without_a_store_and_api_refusals_say_what_to_fix(
         raise Forbidden()
 
     monkeypatch.setattr(api, "list_objects", refuse)
+    monkeypatch.setattr(api, "list_with_version", refuse)
     result = CliRunner().invoke(main, ["get", "flowruns"])
     assert result.exit_code == 1
     assert "refused the call: 403 Forbidden: cannot list flowruns" in result.output
@@ -325,7 +333,7 @@ def test_submit_refuses_a_bad_pending_timeout_and_an_unusable_cluster(
     monkeypatch.setattr(api, "list_objects", refuse)
     result = CliRunner().invoke(main, ["submit", f"{_flow_file(tmp_path)}:counter"])
     assert result.exit_code == 1
-    assert "Cannot submit flow 'counter' to the cluster: cannot load the Kubernetes" in (
-        result.output)
+    assert "cannot submit to the cluster: cannot load the Kubernetes" in result.output
+    assert "(cluster)" in result.output
     assert "Connection refused" in result.output and "KUBECONFIG" in result.output
     assert api.objects == {}

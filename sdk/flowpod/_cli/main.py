@@ -21,6 +21,7 @@ __all__ = ["main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@kubernetes.cluster_options  # --kubeconfig, --context, -n: for every cluster command
 def main() -> None:
     """flowpod: Prefect-style @task/@flow workflows, run locally or as Kubernetes pods."""
 

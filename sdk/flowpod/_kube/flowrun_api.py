@@ -1,7 +1,10 @@
-"""The Kubernetes API calls behind ``flowpod submit / get / logs / cancel`` and ``submit()``.
+"""The Kubernetes API calls behind ``flowpod submit / get / describe / logs / cancel`` and
+``submit()``.
 
-``FlowRunApi`` creates, reads, lists, watches and patches FlowRuns, lists TaskRuns and reads pod
-logs. It reuses ``TaskRunApi``'s client configuration (explicit kubeconfig/context, in-cluster
+``FlowRunApi`` creates, reads, lists, watches and patches FlowRuns, lists and watches TaskRuns (in
+one namespace or all), reads a run's Events and reads or follows pod logs.
+
+It reuses ``TaskRunApi``'s client configuration (explicit kubeconfig/context, in-cluster
 service account, default kubeconfig). The CLI and ``flowpod.kubernetes.submit`` make every call
 through this one class, so unit tests replace it with a fake. The ``kubernetes`` client is
 imported on first use.
@@ -59,6 +62,70 @@ class FlowRunApi(TaskRunApi):
         )
         return list(listed.get("items", []))
 
+    def list_with_version(self, namespace: str | None, plural: str,
+                          label_selector: str = "") -> dict[str, Any]:
+        """The list as the API server returns it (``items`` and ``metadata.resourceVersion``, to
+        watch from); ``namespace`` None: every namespace."""
+        from flowpod._contract.resources import GROUP, VERSION
+
+        custom = self._custom()
+        if namespace is None:
+            listed: dict[str, Any] = custom.list_cluster_custom_object(
+                GROUP, VERSION, plural, label_selector=label_selector)
+        else:
+            listed = custom.list_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, label_selector=label_selector)
+        return listed
+
+    def watch_objects(self, namespace: str | None, plural: str, label_selector: str,
+                      resource_version: str, timeout_seconds: int,
+                      field_selector: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+        """Changes (type, object) of ``plural`` after ``resource_version`` until the server ends
+        the watch; ``namespace`` None: every namespace. WatchExpired on HTTP 410."""
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        from flowpod._contract.resources import GROUP, VERSION
+        from flowpod._kube.taskrun_api import WatchExpired
+
+        if namespace is not None:
+            yield from self._watch(namespace, plural, plural, label_selector=label_selector,
+                                   field_selector=field_selector,
+                                   resource_version=resource_version,
+                                   timeout_seconds=timeout_seconds)
+            return
+        stream = watch.Watch()  # type: ignore[no-untyped-call]
+        try:
+            for event in stream.stream(  # type: ignore[no-untyped-call]
+                self._custom().list_cluster_custom_object, GROUP, VERSION, plural,
+                label_selector=label_selector, field_selector=field_selector,
+                resource_version=resource_version, timeout_seconds=timeout_seconds,
+            ):
+                kind, obj = str(event.get("type")), event.get("object") or {}
+                if kind == "ERROR":
+                    if isinstance(obj, dict) and obj.get("code") == 410:
+                        raise WatchExpired(str(obj.get("message")))
+                    raise RuntimeError(f"the {plural} watch failed: {obj}")
+                yield kind, obj
+        except ApiException as exc:
+            if exc.status == 410:
+                raise WatchExpired(str(exc.reason)) from None
+            raise
+        finally:
+            stream.stop()  # type: ignore[no-untyped-call]
+
+    def events_for(self, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
+        """The core/v1 Events whose involvedObject is this object, as plain dicts (camelCase
+        keys, as ``kubectl get events -o json`` shows them)."""
+        from kubernetes import client
+
+        core = client.CoreV1Api(self._api())
+        listed = core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.kind={kind},involvedObject.name={name}")
+        serialized: list[dict[str, Any]] = [
+            self._api().sanitize_for_serialization(item) for item in listed.items]
+        return serialized
+
     def watch_flowrun(self, namespace: str, name: str,
                       timeout_seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
         """The FlowRun's current object, then its changes until the server ends the watch."""
@@ -89,14 +156,55 @@ class FlowRunApi(TaskRunApi):
         )
         return [str(pod.metadata.name) for pod in pods.items if pod.metadata is not None]
 
-    def pod_log(self, namespace: str, pod: str) -> str | None:
-        """The pod's current log, or None when the pod is gone or has not started."""
+    def pod_log(self, namespace: str, pod: str, *, timestamps: bool = False,
+                tail_lines: int | None = None) -> str | None:
+        """The pod's current log, or None when the pod is gone or has not started.
+        ``timestamps``: each line starts with the kubelet's RFC3339 time of the line."""
         from kubernetes import client
 
+        options: dict[str, Any] = {"timestamps": timestamps}
+        if tail_lines is not None:
+            options["tail_lines"] = tail_lines
         try:
-            text = client.CoreV1Api(self._api()).read_namespaced_pod_log(pod, namespace)
+            text = client.CoreV1Api(self._api()).read_namespaced_pod_log(
+                pod, namespace, **options)
         except Exception as exc:  # noqa: BLE001 - gone, pending, or the node is unreachable
             if _not_found(exc) or getattr(exc, "status", None) == 400:
                 return None
             raise
         return str(text)
+
+    def follow_pod_log(self, namespace: str, pod: str, *, since_seconds: int | None = None,
+                       tail_lines: int | None = None) -> Iterator[str] | None:
+        """The pod's log lines (with RFC3339 timestamps) as they are written, until the
+        container ends; None when the pod is gone or its container has not started."""
+        from kubernetes import client
+
+        options: dict[str, Any] = {"timestamps": True, "follow": True,
+                                   "_preload_content": False}
+        if since_seconds is not None:
+            options["since_seconds"] = since_seconds
+        if tail_lines is not None:
+            options["tail_lines"] = tail_lines
+        try:
+            response: Any = client.CoreV1Api(self._api()).read_namespaced_pod_log(
+                pod, namespace, **options)
+        except Exception as exc:  # noqa: BLE001 - gone or still waiting to start
+            if _not_found(exc) or getattr(exc, "status", None) == 400:
+                return None
+            raise
+
+        def lines() -> Iterator[str]:
+            pending = b""
+            try:
+                for chunk in response.stream(4096):
+                    pending += chunk
+                    *complete, pending = pending.split(b"\n")
+                    for line in complete:
+                        yield line.decode("utf-8", "replace")
+                if pending:
+                    yield pending.decode("utf-8", "replace")
+            finally:
+                response.release_conn()
+
+        return lines()
