@@ -104,7 +104,7 @@ def _parse_env(items: Sequence[str]) -> dict[str, str]:
     return env
 
 
-@click.command("submit")
+@click.command("submit", short_help="Run a flow from a file on the cluster.")
 @click.argument("target")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
               help="A flow parameter; VALUE is parsed as JSON when it is JSON.")
@@ -226,7 +226,7 @@ def format_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     )
 
 
-@click.command("get")
+@click.command("get", short_help="List FlowRuns or TaskRuns, or show one.")
 @click.argument("kind", metavar="flowruns|taskruns")
 @click.argument("name", required=False)
 @_namespace_option
@@ -331,7 +331,7 @@ def collect_logs(api: FlowRunApi, store: ResultStore | None, namespace: str,
     return sources
 
 
-@click.command("logs")
+@click.command("logs", short_help="Print the logs of a FlowRun's pods.")
 @click.argument("flowrun")
 @_namespace_option
 def logs_command(flowrun: str, namespace: str | None) -> None:
@@ -357,7 +357,7 @@ def logs_command(flowrun: str, namespace: str | None) -> None:
 # --- cancel --------------------------------------------------------------------------------------
 
 
-@click.command("cancel")
+@click.command("cancel", short_help="Stop a FlowRun and its pods.")
 @click.argument("flowrun")
 @_namespace_option
 @click.option("--wait", "-w", is_flag=True, help="Wait until the run is Cancelled.")

@@ -133,11 +133,13 @@ def profile_table(document: dict[str, Any], path: Path) -> dict[str, str]:
 
 
 def list_profiles() -> tuple[list[str], str]:
-    """Every profile's name, sorted, and the active one's (listed even before it has values)."""
+    """Every profile's name, sorted, and the active one's. The active one and the file's own
+    ``active`` entry are listed even before they hold values (``config set`` creates them)."""
     path = profile_path()
     document = read_document(path)
     active = active_name(document)
-    return sorted({*_profiles(document, path), active}), active
+    own = str(document.get("active") or DEFAULT_PROFILE)
+    return sorted({*_profiles(document, path), active, own}), active
 
 
 def _check_name(name: str) -> None:
@@ -162,7 +164,7 @@ def create_profile(name: str, copy_from: str | None = None) -> None:
             if copy_from not in profiles:
                 raise ConfigurationError(f"no profile named {copy_from!r} in {path} to copy")
             source = dict(profiles[copy_from])
-        document.setdefault("active", active_name(document))
+        document.setdefault("active", DEFAULT_PROFILE)
         profiles[name] = source
         write_document(path, document)
 
