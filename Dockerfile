@@ -39,9 +39,10 @@ RUN python -m venv /opt/flowpod \
 WORKDIR /src
 
 # flowpod's dependencies first, read from pyproject.toml alone: this layer (the slow downloads)
-# stays cached while only the source changes, which is every `make kind-load` of a dev loop.
+# stays cached while only the source changes, which is every `make kind-load` of a dev loop. The
+# image runs the operator, so the `operator` extra (kopf) is installed with the base dependencies.
 COPY pyproject.toml ./
-RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["operator"]))' \
         > /tmp/requirements.txt \
     && /opt/flowpod/bin/python -m pip install -r /tmp/requirements.txt
 
@@ -63,7 +64,7 @@ ARG EXTRA_REQUIREMENTS=""
 # .pyc files here, so pods (one per task) do not pay for compiling at start-up.
 RUN wheel="$(echo /wheels/flowpod-*.whl)" \
     && set -f \
-    && /opt/flowpod/bin/python -m pip install "$wheel" ${EXTRA_REQUIREMENTS} \
+    && /opt/flowpod/bin/python -m pip install "${wheel}[operator]" ${EXTRA_REQUIREMENTS} \
     && /opt/flowpod/bin/python -m pip check
 
 # --- final: the venv on a fresh base image, run as an unprivileged user --------------------------

@@ -11,7 +11,6 @@ from dataclasses import replace
 
 import click
 
-from flowpod_operator import handlers
 from flowpod_operator.settings import OperatorConfig
 
 
@@ -29,8 +28,15 @@ from flowpod_operator.settings import OperatorConfig
 def main(namespaces: tuple[str, ...], all_namespaces: bool, image: str | None,
          liveness: str | None, verbose: bool) -> None:
     """Run flowpod's Kubernetes operator: every TaskRun becomes one pod per attempt."""
-    import kopf
+    try:
+        import kopf
+    except ModuleNotFoundError:  # the base install has no operator: it is an extra
+        raise click.ClickException(
+            "the operator needs kopf, which is not installed (flowpod-operator); install the "
+            "operator extra: pip install 'flowpod[operator]'"
+        ) from None
 
+    from flowpod_operator import handlers
 
     if namespaces and all_namespaces:
         raise click.UsageError("use either --namespace or --all-namespaces, not both")

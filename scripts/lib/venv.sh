@@ -4,8 +4,9 @@
 #
 # Creates .venv with the first Python >= 3.11 found ($PYTHON, python3.13, python3.12, python3.11,
 # python3) when it is missing, and installs flowpod into it in editable mode ("dev" adds the test
-# tools) only when pyproject.toml changed since the last install: a stamp in .venv records what was
-# installed, so later runs need no network.
+# tools and the operator extra, kopf, which the unit tier needs) only when pyproject.toml changed
+# since the last install: a stamp in .venv records what was installed, so later runs need no
+# network.
 
 _is_recent_python() {
   "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1

@@ -286,7 +286,7 @@ def test_config_usage_errors(args: list[str], fragment: str) -> None:
 def test_config_view_reports_a_broken_profile() -> None:
     profile_path().write_text("[broken")
     code, _, err = _invoke("config", "view")
-    assert code == 1 and "not valid TOML" in err
+    assert code == 2 and "not valid TOML" in err and len(err.strip().splitlines()) == 1
 
 
 def test_version() -> None:

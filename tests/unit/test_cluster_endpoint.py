@@ -101,7 +101,7 @@ def test_a_malformed_cluster_endpoint_is_a_configuration_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("FLOWPOD_S3_CLUSTER_ENDPOINT", "minio:9000")
-    with pytest.raises(ConfigurationError, match="FLOWPOD_S3_CLUSTER_ENDPOINT must be an http"):
+    with pytest.raises(ConfigurationError, match="CLUSTER_ENDPOINT=.minio:9000. is not a URL"):
         storage_views(None)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import flowpod._common.profiles as _profiles
 import flowpod._common.settings as _settings
 from flowpod._common.settings import (
     active_profile,
@@ -95,12 +96,11 @@ def test_profile_values_apply_and_environment_wins(monkeypatch: pytest.MonkeyPat
     assert settings.task_default_retry_delay_seconds == [1.0, 2.0]  # profile beats the default
 
     sources = {item.name: item.source for item in describe_settings()}
-    assert sources == {
-        "FLOWPOD_HOME": "environment",
-        "FLOWPOD_TASK_DEFAULT_RETRIES": "environment",
-        "FLOWPOD_TASK_DEFAULT_RETRY_DELAY_SECONDS": "profile",
-        "FLOWPOD_LOGGING_LEVEL": "default",
-    }
+    assert sources["FLOWPOD_HOME"] == "environment"
+    assert sources["FLOWPOD_TASK_DEFAULT_RETRIES"] == "environment"
+    assert sources["FLOWPOD_TASK_DEFAULT_RETRY_DELAY_SECONDS"] == "profile"
+    assert sources["FLOWPOD_LOGGING_LEVEL"] == "default"
+    assert sources["FLOWPOD_S3_BUCKET"] == "default"
 
 
 def test_profile_values_apply_in_a_fresh_process(flowpod_home: Path) -> None:
@@ -202,7 +202,7 @@ def test_toml_writer_round_trips_awkward_text() -> None:
         "items": ["a", 1, 2.0],
         "profiles": {"spaced name": {"KEY": "é ünïcode ☃"}, "p.dot": {"A": "b"}},
     }
-    assert tomllib.loads(_settings._dump_toml(document)) == document
+    assert tomllib.loads(_profiles.dump_toml(document)) == document
 
 
 def test_cache_returns_same_object_until_something_changes(
@@ -247,6 +247,12 @@ def test_known_settings_describe_every_field() -> None:
         "FLOWPOD_TASK_DEFAULT_RETRIES",
         "FLOWPOD_TASK_DEFAULT_RETRY_DELAY_SECONDS",
         "FLOWPOD_LOGGING_LEVEL",
+        "FLOWPOD_S3_BUCKET",
+        "FLOWPOD_S3_PREFIX",
+        "FLOWPOD_S3_ENDPOINT",
+        "FLOWPOD_S3_REGION",
+        "FLOWPOD_S3_CLUSTER_ENDPOINT",
+        "FLOWPOD_STORE_PATH",
     }
     assert all(description for description in known.values())
 
@@ -280,3 +286,59 @@ def test_malformed_profile_structure_is_a_clear_error(text: str) -> None:
         get_settings()
     with pytest.raises(ConfigurationError, match="malformed"):
         set_profile_values({"FLOWPOD_TASK_DEFAULT_RETRIES": "1"})
+
+
+def test_snapshot_and_model_declare_the_same_settings_and_defaults(flowpod_home: Path) -> None:
+    import dataclasses
+
+    from flowpod._common.settings import Settings
+    from flowpod._common.settings_model import SettingsModel
+
+    snapshot = {field.name for field in dataclasses.fields(Settings)}
+    assert snapshot == set(SettingsModel.model_fields)
+    assert _settings.RULES.keys() == snapshot  # every setting has a parsing rule
+    assert Settings(**SettingsModel().model_dump()) == Settings(home=flowpod_home)
+
+
+def test_nothing_set_needs_no_pydantic(flowpod_home: Path) -> None:
+    code = (
+        "import sys; from flowpod._common.settings import get_settings; get_settings(); "
+        "print('pydantic' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWPOD_")}
+    env["FLOWPOD_HOME"] = str(flowpod_home)
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.stdout.strip() == "False", run.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "line"),
+    [
+        ("FLOWPOD_S3_ENDPOINT", "localhost:9000",
+         "FLOWPOD_S3_ENDPOINT='localhost:9000' is not a URL (settings: environment); "
+         "use http(s)://host:port, e.g. FLOWPOD_S3_ENDPOINT=http://localhost:9000"),
+        ("FLOWPOD_S3_BUCKET", "Bad_Bucket", "FLOWPOD_S3_BUCKET='Bad_Bucket' is not an S3 bucket"),
+        ("FLOWPOD_S3_CLUSTER_ENDPOINT", "ftp://x", "FLOWPOD_S3_CLUSTER_ENDPOINT='ftp://x' is not"),
+    ],
+)
+def test_bad_s3_values_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, name: str, raw: str, line: str
+) -> None:
+    monkeypatch.setenv("FLOWPOD_S3_BUCKET", "results")
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(_settings.SettingError) as info:
+        get_settings()
+    assert str(info.value).startswith(line) and "\n" not in str(info.value)
+
+
+def test_s3_settings_come_from_the_profile_and_the_environment_wins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flowpod._storage import StorageConfig
+
+    set_profile_values({"s3_bucket": "from-profile", "FLOWPOD_S3_ENDPOINT": "http://s3:9000"})
+    assert StorageConfig.from_env() == ("from-profile", "", "http://s3:9000", None)
+    monkeypatch.setenv("FLOWPOD_S3_BUCKET", "from-env")
+    assert StorageConfig.from_env() == ("from-env", "", "http://s3:9000", None)
+    with pytest.raises(ConfigurationError, match="FLOWPOD_S3_ENDPOINT='s3:9000' is not a URL"):
+        set_profile_values({"FLOWPOD_S3_ENDPOINT": "s3:9000"})

@@ -122,14 +122,24 @@ def find_flow(module: ModuleType, name: str | None, path: Path) -> Any:
 
 def load_flow(path: Path, name: str | None) -> Any:
     """The flow ``name`` (or the only flow) of the file at ``path``. When the file's own code fails
-    at import, its traceback is printed, as ``python file.py`` would, and the process exits 1."""
+    at import, that is one ``Error:`` line naming the file and line (exit 1); the traceback is
+    printed too under ``flowpod --debug``."""
     try:
         module = load_module(path)
     except (click.ClickException, SystemExit, KeyboardInterrupt):
         raise
-    except BaseException:
+    except BaseException as exc:
         import traceback
 
-        traceback.print_exc()
-        sys.exit(1)
+        from flowpod._cli.errors import CliError
+
+        context = click.get_current_context(silent=True)
+        if context is not None and context.find_root().params.get("debug"):
+            traceback.print_exc()
+        frames = [f for f in traceback.extract_tb(exc.__traceback__)
+                  if Path(f.filename).resolve() == path.resolve()]
+        where = f"{path}:{frames[-1].lineno}" if frames else str(path)
+        raise CliError(f"importing {path} failed: {type(exc).__name__}: {exc}", where,
+                       "fix the flow file (flowpod --debug run ... shows the traceback)"
+                       ) from None
     return find_flow(module, name, path)

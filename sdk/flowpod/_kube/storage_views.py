@@ -10,7 +10,6 @@ reach S3 at another address). ``storage_views`` is the one place that override h
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -63,8 +62,10 @@ def storage_views(storage: StorageSpec | Mapping[str, Any] | None) -> StorageVie
     the in-cluster service) replaces the endpoint in what is written into the cluster. This is
     the one place that override happens.
     """
+    from flowpod._common.settings import get_settings
+
     local = storage_spec(storage)
-    cluster_endpoint = os.environ.get(CLUSTER_ENDPOINT_VAR, "").strip()
+    cluster_endpoint = get_settings().s3_cluster_endpoint  # validated: an http(s) URL or None
     if storage is not None or local is None or not cluster_endpoint:
         return StorageViews(local, local)
     from pydantic import ValidationError

@@ -11,7 +11,6 @@ local and the S3 backend.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -48,8 +47,21 @@ class StorageConfig(NamedTuple):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StorageConfig | None:
-        """``FLOWPOD_S3_*`` (this process's view of the bucket); None when no bucket is set."""
-        env = os.environ if environ is None else environ
+        """``FLOWPOD_S3_*`` (this process's view of the bucket); None when no bucket is set.
+
+        Without ``environ`` they come from the settings (environment > profile > default,
+        validated: a bad endpoint is a one-line SettingError); with it, from that mapping alone
+        (the operator passes its own environment).
+        """
+        if environ is None:
+            from flowpod._common.settings import get_settings
+
+            settings = get_settings()
+            if not settings.s3_bucket:
+                return None
+            return cls(settings.s3_bucket, settings.s3_prefix, settings.s3_endpoint,
+                       settings.s3_region)
+        env = environ
         bucket = env.get(ENV_VARS["bucket"], "").strip()
         if not bucket:
             return None

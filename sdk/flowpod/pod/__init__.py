@@ -28,7 +28,6 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from flowpod._contract.keys import log_key
@@ -63,9 +62,11 @@ class PodConfigurationError(Exception):
 
 def store_for_pod() -> ResultStore:
     """The store this pod's environment names: ``FLOWPOD_STORE_PATH``, else S3 from the env."""
-    path = os.environ.get(STORE_PATH_VAR, "").strip()
-    if path:
-        return LocalResultStore(Path(path))
+    from flowpod._common.settings import get_settings
+
+    path = get_settings().store_path
+    if path is not None:
+        return LocalResultStore(path)
 
     config = StorageConfig.from_env()
     store = config.to_store(retry_budget_seconds=POD_STORE_RETRY_BUDGET_S) if config else None
