@@ -361,5 +361,5 @@ def test_submit_names_the_settings_when_the_store_settings_are_wrong(
     monkeypatch.setenv("FLOWPOD_S3_BUCKET", "b")  # too short for a bucket name
     monkeypatch.setattr(_cli_cluster, "make_api", lambda: FakeClusterApi("ns1"))
     code, _, err = _invoke("submit", _typed(tmp_path), "-p", "n=1")
-    assert code == 2 and "(settings)" in err and "bucket" in err
+    assert code == 2 and "(settings: environment)" in err and "bucket" in err
     assert "Traceback" not in err

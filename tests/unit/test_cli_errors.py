@@ -308,3 +308,17 @@ def _clean_env() -> dict[str, str]:
         "FLOWPOD_HOME": str(profile_path().parent)}
 
 
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["submit", "flows.py:f", "--timeout", "-5"], "'--timeout': -5.0 is not in the range x>0"),
+    (["nosuch"], "No such command 'nosuch'"),
+    (["--bogus"], "No such option '--bogus'"),
+    (["get"], "Missing argument"),
+])
+def test_click_usage_errors_are_one_line_with_exit_2(argv: list[str], fragment: str) -> None:
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], lines
+    assert "--help'" in lines[0]

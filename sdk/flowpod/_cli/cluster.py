@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from flowpod._cli.errors import CliError, CliUsageError
+from flowpod._cli.errors import CliError, CliUsageError, settings_error
 
 if TYPE_CHECKING:
     from flowpod._kube.flowrun_api import FlowRunApi
@@ -126,6 +126,8 @@ def make_store(storage: Mapping[str, Any] | None) -> ResultStore | None:
 
         return S3ResultStore.from_storage(spec)
     except ValueError as exc:  # pydantic's ValidationError and ConfigurationError among them
+        if getattr(exc, "what", None):
+            raise settings_error(exc) from None  # a setting that says itself what is wrong
         raise CliUsageError(
             f"the result store settings are not valid: {_first_line(exc)}", "settings",
             "fix FLOWPOD_S3_BUCKET / FLOWPOD_S3_ENDPOINT / FLOWPOD_S3_PREFIX") from None

@@ -13,7 +13,7 @@ from typing import IO, Any
 
 import click
 
-__all__ = ["CliError", "CliUsageError", "one_line"]
+__all__ = ["CliError", "CliUsageError", "one_line", "settings_error", "usage_error"]
 
 
 def one_line(text: object) -> str:
@@ -48,3 +48,20 @@ class CliUsageError(CliError):
     """The command line, a setting or a parameter is wrong: the same form, exit 2."""
 
     exit_code = 2
+
+
+def settings_error(exc: Exception) -> CliUsageError:
+    """A ConfigurationError (a bad setting or profile file) as a one-line usage error."""
+    what, where, fix = (getattr(exc, part, None) for part in ("what", "where", "fix"))
+    if what:  # a SettingError names the value, where it was set and what is accepted
+        return CliUsageError(what, str(where), fix)
+    return CliUsageError(exc, "settings")
+
+
+def usage_error(exc: click.UsageError) -> CliUsageError:
+    """click's own usage error (a bad option value, a missing argument, an unknown command) in
+    the one-line form, pointing at the command's help instead of printing its usage."""
+    if isinstance(exc, CliUsageError):
+        return exc
+    path = exc.ctx.command_path if exc.ctx is not None else "flowpod"
+    return CliUsageError(exc.format_message(), path, f"see '{path} --help'")

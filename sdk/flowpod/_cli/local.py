@@ -26,7 +26,7 @@ from typing import Any
 
 import click
 
-from flowpod._cli.errors import CliError, CliUsageError
+from flowpod._cli.errors import CliError, CliUsageError, settings_error
 from flowpod._cli.targets import load_flow, parse_params, split_target
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "profile",
     "register",
     "run",
-    "settings_error",
     "version",
 ]
 
@@ -46,14 +45,6 @@ def _usage(exc: click.BadParameter, fix: str | None = None) -> CliUsageError:
     """A click.BadParameter of the shared target/--param parsing, as our one-line form."""
     return CliUsageError(exc.message, exc.param_hint if isinstance(exc.param_hint, str) else None,
                          fix)
-
-
-def settings_error(exc: Exception) -> CliUsageError:
-    """A ConfigurationError (a bad setting or profile file) as a one-line usage error."""
-    what, where, fix = (getattr(exc, part, None) for part in ("what", "where", "fix"))
-    if what:  # a SettingError names the value, where it was set and what is accepted
-        return CliUsageError(what, str(where), fix)
-    return CliUsageError(exc, "settings")
 
 
 # --- run -----------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import Any
 import click
 
 from flowpod._cli import kubernetes, local
-from flowpod._cli.errors import CliError
+from flowpod._cli.errors import CliError, settings_error, usage_error
 
 __all__ = ["main"]
 
@@ -41,17 +41,26 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 class _Group(click.Group):
     """The group whose ``invoke`` is the one place failures become ``Error:`` lines."""
 
+    def make_context(self, info_name: str | None, args: list[str],
+                     parent: click.Context | None = None, **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:  # the group's own options, an unknown command
+            raise usage_error(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a command's options and arguments
+            raise usage_error(exc) from None
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # click prints these itself (ours in the one-line form)
         except Exception as exc:  # noqa: BLE001 - the command line's last line of defence
             from flowpod.exceptions import ConfigurationError
 
             if isinstance(exc, ConfigurationError):
-                raise local.settings_error(exc) from None
+                raise settings_error(exc) from None
             if debug:
                 import traceback
 
