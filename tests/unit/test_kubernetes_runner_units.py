@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _engine_support import capture_logs
 
 from flowpod import flow, task
 from flowpod._contract.resources import TaskRunResource as TaskRunObject
@@ -667,8 +668,6 @@ def test_bad_issue12_options_are_refused_at_construction(options: dict[str, Any]
 
 def test_a_reason_is_logged_once_per_change_as_a_warning(runner: KubernetesTaskRunner,
                                                         api: FakeApi) -> None:
-    from _engine_support import capture_logs
-
     api.operate = False
     secret = 'Pod add-0-x-1 cannot start: CreateContainerConfigError: secret "flowpod-s3" not found'
 
@@ -803,8 +802,7 @@ def _tripling(runner: KubernetesTaskRunner, n: int) -> Any:
 
 
 def test_a_resumed_flow_pod_adopts_the_taskruns_the_lost_one_created(
-        store: LocalResultStore, api: FakeApi, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+        store: LocalResultStore, api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
     _as_flow_pod(monkeypatch, attempt=1, series=1)
     assert _tripling(KubernetesTaskRunner(namespace=NS, store=store, api=api), 3)() == [0, 3, 6]
     first = dict(api.attempts)
@@ -814,12 +812,12 @@ def test_a_resumed_flow_pod_adopts_the_taskruns_the_lost_one_created(
 
     # The pod was lost after three submissions; attempt 2 runs the whole flow (six).
     _as_flow_pod(monkeypatch, attempt=2, series=1)
-    caplog.set_level(logging.INFO, logger="flowpod")
-    assert _tripling(KubernetesTaskRunner(namespace=NS, store=store, api=api), 6)() == [
-        0, 3, 6, 9, 12, 15]
+    with capture_logs(logging.INFO) as logs:
+        assert _tripling(KubernetesTaskRunner(namespace=NS, store=store, api=api), 6)() == [
+            0, 3, 6, 9, 12, 15]
     assert api.creates == 6, "only the three submissions the lost pod never made are created"
     assert {name: api.attempts[name] for name in first} == first, "no finished task ran again"
-    adopted = [r.getMessage() for r in caplog.records if "Adopted TaskRun" in r.getMessage()]
+    adopted = [r.getMessage() for r in logs.records if "Adopted TaskRun" in r.getMessage()]
     assert len(adopted) == 3 and all("(Completed)" in line for line in adopted)
 
 
@@ -833,13 +831,11 @@ def test_a_retry_after_the_flow_failed_runs_its_tasks_afresh(
 
 
 def test_a_resumed_flow_that_submits_in_another_order_runs_the_stranger_afresh(
-        store: LocalResultStore, api: FakeApi, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+        store: LocalResultStore, api: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
     _as_flow_pod(monkeypatch, attempt=1, series=1)
     _tripling(KubernetesTaskRunner(namespace=NS, store=store, api=api), 1)()
     [lost] = api.objects
     _as_flow_pod(monkeypatch, attempt=2, series=1)
-    caplog.set_level(logging.INFO, logger="flowpod")
     runner = KubernetesTaskRunner(namespace=NS, store=store, api=api)
 
     @task(name="triple")
@@ -852,9 +848,10 @@ def test_a_resumed_flow_that_submits_in_another_order_runs_the_stranger_afresh(
         # but that TaskRun ran other code.
         return impostor.submit(2).result(timeout=60)
 
-    assert other_order() == 102
+    with capture_logs(logging.INFO) as logs:
+        assert other_order() == 102
     assert api.creates == 2 and lost in api.objects
-    [line] = [r.getMessage() for r in caplog.records if "runs afresh" in r.getMessage()]
+    [line] = [r.getMessage() for r in logs.records if "runs afresh" in r.getMessage()]
     assert lost in line and "'triple'" in line
 
 
