@@ -169,11 +169,18 @@ def get_flowrun(kube_api: Any, namespace: str, name: str) -> dict[str, Any] | No
 
 def wait_state(kube_api: Any, namespace: str, name: str, states: set[str],
                timeout: float = 120) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+
     def reached() -> dict[str, Any] | None:
         obj = get_flowrun(kube_api, namespace, name)
+        last["status"] = (obj or {}).get("status")
         return obj if obj and (obj.get("status") or {}).get("state") in states else None
 
-    result: dict[str, Any] = wait_until(reached, timeout, f"FlowRun {name} in {states}")
+    try:
+        result: dict[str, Any] = wait_until(reached, timeout, f"FlowRun {name} in {states}")
+    except AssertionError as exc:
+        # Say where it stood: a flake under load and a stuck run read differently.
+        raise AssertionError(f"{exc}; last status: {last.get('status')}") from None
     return result
 
 
