@@ -60,12 +60,16 @@ RUN python -m pip wheel --no-deps --wheel-dir /wheels .
 ARG EXTRA_REQUIREMENTS=""
 # One resolve of flowpod and the extras together, so pip refuses extras that conflict with
 # flowpod's pins. The wheel's name is expanded first; then `set -f`, so the specs are split on
-# spaces but never globbed (`requests[socks]` is a requirement, not a file pattern). pip compiles
-# .pyc files here, so pods (one per task) do not pay for compiling at start-up.
+# spaces but never globbed (`requests[socks]` is a requirement, not a file pattern).
+# Then every module of the venv is compiled here, explicitly: pods run with a read-only root
+# filesystem and PYTHONDONTWRITEBYTECODE, so a module without its .pyc would be compiled again in
+# every pod (one per task attempt), and pip's own compiling can be turned off (PIP_NO_COMPILE).
+# Timestamp .pyc files stay valid in the final stage: COPY --from keeps the sources' mtimes.
 RUN wheel="$(echo /wheels/flowpod-*.whl)" \
     && set -f \
     && /opt/flowpod/bin/python -m pip install "${wheel}[operator]" ${EXTRA_REQUIREMENTS} \
-    && /opt/flowpod/bin/python -m pip check
+    && /opt/flowpod/bin/python -m pip check \
+    && /opt/flowpod/bin/python -m compileall -q -j 0 /opt/flowpod/lib
 
 # --- final: the venv on a fresh base image, run as an unprivileged user --------------------------
 FROM ${PYTHON_IMAGE}
@@ -75,8 +79,9 @@ LABEL org.opencontainers.image.title="flowpod" \
       org.opencontainers.image.source="https://github.com/flowpod/flowpod" \
       org.opencontainers.image.licenses="Apache-2.0"
 
-# PYTHONDONTWRITEBYTECODE: the venv is read-only for the user and already compiled; pods are
-# short-lived, so writing .pyc files elsewhere would only cost time. PYTHONUNBUFFERED: pod logs
+# PYTHONDONTWRITEBYTECODE: the venv is read-only for the user and compiled in the builder (the
+# base image's standard library comes compiled); pods are short-lived, so writing .pyc files
+# elsewhere would only cost time. PYTHONUNBUFFERED: pod logs
 # appear as they are written, and nothing is lost in a buffer when a pod is killed at its deadline.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

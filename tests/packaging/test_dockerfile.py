@@ -94,6 +94,23 @@ def test_final_stage_gets_the_venv_and_puts_it_first_on_path(dockerfile: Dockerf
     assert "PYTHONUNBUFFERED=1" in env
 
 
+def test_the_venv_is_compiled_after_the_last_install(dockerfile: Dockerfile) -> None:
+    # Task pods run read-only with PYTHONDONTWRITEBYTECODE: a module without its .pyc would be
+    # compiled again in every pod, so the builder compiles the venv after the last pip install.
+    runs = [run.args for run in dockerfile.builder.all("RUN")]
+    installs = [i for i, args in enumerate(runs) if "pip install" in args]
+    compiles = [i for i, args in enumerate(runs)
+                if re.search(rf"-m compileall\b.*\s{VENV}(/lib)?\b", args)]
+    assert installs and compiles, runs
+    last_install = runs[installs[-1]]
+    assert compiles[-1] > installs[-1] or (
+        compiles[-1] == installs[-1]
+        and last_install.rindex("compileall") > last_install.rindex("pip install")
+    ), "compile after the last pip install, or its modules go without bytecode"
+    env = " ".join(item.args for stage in dockerfile.stages for item in stage.all("ENV"))
+    assert "PIP_NO_COMPILE" not in env
+
+
 def test_both_stages_use_one_pinned_python(dockerfile: Dockerfile) -> None:
     # The venv's bin/python links to the base image's interpreter: same image in both stages.
     assert dockerfile.builder.base == dockerfile.final.base

@@ -2,7 +2,9 @@
 
 Reads the archives and runs nothing: each archive names the reference the kubelet resolves, the
 flowpod image runs `flowpod-operator` as uid 1000 without an ENTRYPOINT, the base has its Python
-where python:3.11-slim-bookworm has it, pause and MinIO are what the node and the chart expect.
+where python:3.11-slim-bookworm has it, pause and MinIO are what the node and the chart expect,
+and every module of the venv and the standard library comes with valid bytecode (task pods run
+read-only and cannot write it).
 
 An image whose archive is not built (for the current sources and pins) skips its tests; with
 FLOWPOD_IMAGES_TESTS=1 missing archives are built first (root and buildah; minutes when cold).
@@ -133,6 +135,55 @@ def test_flowpod_image_runs_the_operator_as_the_pods_uid() -> None:
     assert not config.get("Entrypoint")
     assert config["Cmd"] == ["flowpod-operator"]
     assert archive.env("PATH").startswith("/opt/flowpod/bin:")
+
+
+# The packages a task pod imports; the test checks the whole venv and standard library, these
+# must be among them.
+POD_PACKAGES = ("flowpod", "botocore", "cloudpickle", "urllib3")
+
+
+def stale_or_missing_bytecode(archive: Archive, roots: tuple[str, ...]) -> tuple[int, list[str]]:
+    """(modules checked, modules under ``roots`` whose .pyc is missing or does not match).
+
+    A timestamp .pyc is valid when its header holds the source's mtime and size (PEP 552); a
+    hash-based one is taken as valid.
+    """
+    sources: dict[str, tuple[int, int]] = {}
+    headers: dict[str, bytes] = {}
+    tag = ".cpython-311.pyc"
+    for layer, member, path in archive._members():
+        if not path.startswith(roots) or not member.isfile():
+            continue
+        if path.endswith(".py"):
+            sources[path] = (int(member.mtime), member.size)
+        elif path.endswith(tag) and "/__pycache__/" in path:
+            folder, _, name = path.rpartition("/__pycache__/")
+            data = layer.extractfile(member).read(16)  # type: ignore[union-attr]
+            headers[f"{folder}/{name.removesuffix(tag)}.py"] = data
+    bad = []
+    for path, (mtime, size) in sources.items():
+        header = headers.get(path)
+        if header is None or len(header) < 16:
+            bad.append(path)
+            continue
+        flags = int.from_bytes(header[4:8], "little")
+        if flags == 0 and (int.from_bytes(header[8:12], "little") != mtime & 0xFFFFFFFF
+                           or int.from_bytes(header[12:16], "little") != size & 0xFFFFFFFF):
+            bad.append(path)
+    return len(sources), sorted(bad)
+
+
+def test_flowpod_image_has_valid_bytecode_for_every_module() -> None:
+    archive = load_archive("flowpod")
+    site = "opt/flowpod/lib/python3.11/site-packages/"
+    roots = (site, "usr/local/lib/python3.11/", "usr/lib/python3.11/")
+    checked, bad = stale_or_missing_bytecode(archive, roots)
+    assert checked > 1000
+    # Test suites shipped by some packages may hold files that do not compile; none of ours.
+    bad = [path for path in bad if "/test" not in path and "lib2to3" not in path]
+    assert not bad, f"{len(bad)} modules would be compiled in every pod, e.g. {bad[:10]}"
+    for package in POD_PACKAGES:
+        assert f"{site}{package}/__init__.py" in archive.files()
 
 
 def test_base_has_python_where_the_official_image_has_it() -> None:

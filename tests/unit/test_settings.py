@@ -342,3 +342,55 @@ def test_s3_settings_come_from_the_profile_and_the_environment_wins(
     assert StorageConfig.from_env() == ("from-env", "", "http://s3:9000", None)
     with pytest.raises(ConfigurationError, match="FLOWPOD_S3_ENDPOINT='s3:9000' is not a URL"):
         set_profile_values({"FLOWPOD_S3_ENDPOINT": "s3:9000"})
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {"FLOWPOD_S3_BUCKET": "results", "FLOWPOD_S3_PREFIX": " team-a ",
+         "FLOWPOD_S3_ENDPOINT": "http://minio:9000", "FLOWPOD_S3_REGION": "eu-west-1"},
+        {"FLOWPOD_S3_BUCKET": "results", "FLOWPOD_S3_REGION": "  ", "FLOWPOD_S3_PREFIX": ""},
+        {"FLOWPOD_STORE_PATH": "/tmp/store", "FLOWPOD_LOGGING_LEVEL": "debug"},
+        {"FLOWPOD_TASK_DEFAULT_RETRIES": "2", "FLOWPOD_TASK_DEFAULT_RETRY_DELAY_SECONDS": "1,2",
+         "FLOWPOD_PROFILE": "other", "FLOWPOD_S3_CLUSTER_ENDPOINT": "https://s3.example:443"},
+        {"FLOWPOD_TASK_DEFAULT_RETRY_DELAY_SECONDS": " 7 ", "FLOWPOD_STORE_PATH": "~/store"},
+    ],
+)
+def test_plain_resolution_agrees_with_the_model(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str]
+) -> None:
+    from flowpod._common.settings_model import load
+
+    set_profile_values({"FLOWPOD_TASK_DEFAULT_RETRIES": "4", "FLOWPOD_S3_PREFIX": "profiled"})
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    table = _profiles.profile_table(_profiles.read_document(profile_path()), profile_path())
+    plain = _settings._resolve_plainly(table)
+    assert plain is not None
+    assert plain == load(table)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [("FLOWPOD_TASK_DEFAULT_RETRIES", "two"), ("FLOWPOD_S3_ENDPOINT", "localhost:9000"),
+     ("flowpod_s3_bucket", "lower-case-name")],
+)
+def test_plain_resolution_leaves_errors_and_odd_spellings_to_the_model(
+    monkeypatch: pytest.MonkeyPatch, name: str, raw: str
+) -> None:
+    monkeypatch.setenv("FLOWPOD_S3_BUCKET", "results")
+    monkeypatch.setenv(name, raw)
+    assert _settings._resolve_plainly({}) is None
+
+
+def test_a_pods_environment_needs_no_pydantic(flowpod_home: Path) -> None:
+    code = (
+        "import sys; from flowpod._common.settings import get_settings; s = get_settings(); "
+        "print(s.s3_bucket, s.s3_endpoint, 'pydantic' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWPOD_")}
+    env.update(FLOWPOD_HOME=str(flowpod_home), FLOWPOD_S3_BUCKET="results",
+               FLOWPOD_S3_PREFIX="p", FLOWPOD_S3_ENDPOINT="http://minio:9000",
+               FLOWPOD_S3_REGION="us-east-1")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.stdout.split() == ["results", "http://minio:9000", "False"], run.stderr

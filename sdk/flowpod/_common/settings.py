@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from flowpod._common import profiles as _profiles
@@ -169,9 +170,45 @@ def _load() -> Settings:
     table = _profiles.profile_table(_read_document(path), path)
     if not any(os.environ.get(name) or table.get(name) for name in _WATCHED[2:]):
         return Settings(home=home_from_env(home_raw), profile=profile_raw)
+    settings = _resolve_plainly(table)
+    if settings is not None:
+        return settings
     from flowpod._common.settings_model import load
 
     return load(table)
+
+
+def _resolve_plainly(table: Mapping[str, Any]) -> Settings | None:
+    """The model's resolution without pydantic, for the usual case: every value that applies is
+    a string its rule parses. None otherwise (a bad value, a TOML number in the profile, a
+    variable spelt in lower case), and the pydantic-settings model decides and words the error.
+
+    Every pod sets ``FLOWPOD_S3_*``, so this is what keeps pydantic (about 100 ms of imports)
+    out of task pods; ``test_settings`` checks that both resolutions agree.
+    """
+    environ = os.environ
+    if any(not name.isupper() and name.upper().startswith(ENV_PREFIX) for name in environ):
+        return None  # pydantic-settings matches names case-insensitively
+    values: dict[str, Any] = {}
+    for field, rule in RULES.items():
+        name = env_name(field)
+        raw: Any = environ.get(name) or (None if field in ENV_ONLY else table.get(name))
+        if not raw:
+            continue
+        if not isinstance(raw, str):
+            return None
+        try:
+            parsed = rule.parse(raw)
+        except ValueError:
+            return None
+        if field == "home":
+            values[field] = home_from_env(parsed)
+        elif parsed == "" and field not in ("s3_bucket", "s3_prefix"):
+            values[field] = None  # an empty optional value means unset
+        else:
+            values[field] = Path(parsed) if field == "store_path" else parsed
+    values.setdefault("home", home_from_env(None))
+    return Settings(**values)
 
 
 def describe_settings() -> list[SettingValue]:

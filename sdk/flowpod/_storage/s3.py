@@ -12,9 +12,10 @@ throttling answers with exponential backoff until a time budget (60 s by default
 ``S3StoreUnavailable`` names the endpoint, the bucket and what to check. Every call we make is
 idempotent (a part or an object re-sent whole), so retrying is always safe.
 
-Credentials come from boto3's standard chain (``AWS_*`` environment variables, config files,
+Credentials come from the AWS standard chain (``AWS_*`` environment variables, config files,
 instance roles) or are passed explicitly by a caller that read them from a Kubernetes Secret;
-never from a custom resource's spec. boto3 is imported on first use, not at import time.
+never from a custom resource's spec. The client is botocore's (boto3's resource layer and
+transfer manager are not needed), imported on first use, not at import time.
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ class S3ResultStore(ResultStore):
 
         The spec only names the Secret holding the credentials; the caller (the operator, or a
         pod with the Secret mounted as environment) reads it and passes the values here.
-        Without them boto3's standard chain applies.
+        Without them the AWS standard chain applies.
         """
         return cls(
             storage.bucket,
@@ -151,7 +152,7 @@ class S3ResultStore(ResultStore):
 
     @property
     def client(self) -> Any:
-        """The boto3 S3 client, created on first use (boto3 clients are thread-safe)."""
+        """The S3 client (botocore's, as boto3 makes it), created on first use (thread-safe)."""
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
@@ -159,27 +160,35 @@ class S3ResultStore(ResultStore):
         return self._client
 
     def _make_client(self) -> Any:
-        import boto3
+        # botocore's own session and client: the same client boto3 would hand out, without
+        # boto3's resource layer and s3transfer, which nothing here uses (a task pod is one
+        # process per attempt, and those imports were a tenth of its CPU time).
         from botocore.config import Config
+        from botocore.session import Session
 
         access_key_id, secret_access_key, session_token = self._credentials
-        session = boto3.session.Session(
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key,
-            aws_session_token=session_token,
-            region_name=self.region,
-        )
         connect_timeout, read_timeout = self._timeouts
         config = Config(
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             # botocore's own retries absorb a blip within one call; _retrying covers outages.
+            # The mode is given, so botocore does not look it up in the environment and files.
             retries={"mode": "standard", "max_attempts": 3},
             # Custom endpoints (MinIO, Ceph) rarely have wildcard DNS for virtual-host buckets.
             s3={"addressing_style": "path" if self.endpoint_url else "auto"},
             user_agent_extra="flowpod",
         )
-        return session.client("s3", endpoint_url=self.endpoint_url, config=config)
+        return Session().create_client(
+            "s3",
+            region_name=self.region,
+            # S3 has had one API version since 2006: naming it spares botocore looking it up.
+            api_version="2006-03-01",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            aws_session_token=session_token,
+            config=config,
+        )
 
     def _endpoint_label(self) -> str:
         if self.endpoint_url:

@@ -33,8 +33,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 from flowpod._contract.keys import log_key
 from flowpod._storage import LocalResultStore, S3StoreError, StorageConfig
 from flowpod.logging import RunFormatter, setup_logging
-from flowpod.pod._flow import run_flow
-from flowpod.pod._task import run_task
 
 if TYPE_CHECKING:
     from flowpod._storage import ResultStore
@@ -194,9 +192,15 @@ def _main(args: argparse.Namespace, copy: io.StringIO) -> int:
         return EXIT_USAGE
     previous = _exit_on_sigterm(store, namespace, name, args.attempt, copy)
     try:
+        # Only the command's own module: a task pod never loads the flow runner, which brings
+        # the Kubernetes client, the run contract's pydantic models and the submitting side.
         if args.command == "flow":
+            from flowpod.pod._flow import run_flow
+
             completed = run_flow(store, namespace, name, args.attempt).completed
         else:
+            from flowpod.pod._task import run_task
+
             completed = run_task(store, namespace, name, args.attempt).completed
     except S3StoreError as exc:
         log.error("The result store is unavailable, so this attempt ends without an outcome "
