@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from flowpod._storage import ResultStore
 
 __all__ = [
+    "parse_time",
     "CLUSTER_KEY",
     "ClusterOptions",
     "api_error",
@@ -190,3 +192,15 @@ def resolve_kind(kind: str) -> str:
         raise CliUsageError(f"{kind!r} is not a kind flowpod knows", "KIND",
                             "use flowruns (fr) or taskruns (tr)")
     return plural
+
+
+def parse_time(stamp: Any) -> datetime | None:
+    """An RFC3339 time from the API (``...Z`` or with an offset) as an aware datetime; None
+    when there is none or it does not parse."""
+    if not stamp:
+        return None
+    try:
+        found = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return found if found.tzinfo else found.replace(tzinfo=UTC)

@@ -37,13 +37,7 @@ _COUNT_LABELS = (("pending", "pending"), ("running", "running"),
 
 
 def _time(stamp: Any) -> datetime | None:
-    if not stamp:
-        return None
-    try:
-        found = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return found if found.tzinfo else found.replace(tzinfo=UTC)
+    return cluster.parse_time(stamp)
 
 
 def _seconds(value: float) -> str:

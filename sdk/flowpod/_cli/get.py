@@ -37,11 +37,8 @@ _KIND_NAMES = {"flowruns": ("FlowRun", "flowrun.flowpod.dev"),
 
 def age(stamp: Any, now: datetime) -> str:
     """'3m', '2h', '5d' since an RFC3339 time (kubectl's AGE); '<unknown>' without one."""
-    if not stamp:
-        return "<unknown>"
-    try:
-        then = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    except ValueError:
+    then = cluster.parse_time(stamp)
+    if then is None:
         return "<unknown>"
     seconds = max(0, int((now - then).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):

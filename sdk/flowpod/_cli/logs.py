@@ -149,11 +149,7 @@ def _start_of(status: Mapping[str, Any], attempt: int, fallback: Any) -> datetim
 
 
 def _parse_time(stamp: Any) -> datetime:
-    try:
-        found = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    except ValueError:
-        return datetime.now(UTC)
-    return found if found.tzinfo else found.replace(tzinfo=UTC)
+    return cluster.parse_time(stamp) or datetime.now(UTC)
 
 
 def _attempts_of(obj: Mapping[str, Any], prefix: str, least: int, anchor: Any) -> list[_Attempt]:

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
+from flowpod._cli.cluster import parse_time
+
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.live import Live
@@ -59,15 +61,8 @@ def elapsed_text(seconds: float) -> str:
 
 
 def _started(obj: Mapping[str, Any]) -> datetime | None:
-    status = obj.get("status") or {}
-    stamp = status.get("startTime") or (obj.get("metadata") or {}).get("creationTimestamp")
-    if not stamp:
-        return None
-    try:
-        found = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return found if found.tzinfo else found.replace(tzinfo=UTC)
+    status, meta = obj.get("status") or {}, obj.get("metadata") or {}
+    return parse_time(status.get("startTime") or meta.get("creationTimestamp"))
 
 
 def _names(tasks: Sequence[Mapping[str, Any]], states: Sequence[str]) -> list[str]:

@@ -82,37 +82,9 @@ class FlowRunApi(TaskRunApi):
                       field_selector: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
         """Changes (type, object) of ``plural`` after ``resource_version`` until the server ends
         the watch; ``namespace`` None: every namespace. WatchExpired on HTTP 410."""
-        from kubernetes import watch
-        from kubernetes.client.exceptions import ApiException
-
-        from flowpod._contract.resources import GROUP, VERSION
-        from flowpod._kube.taskrun_api import WatchExpired
-
-        if namespace is not None:
-            yield from self._watch(namespace, plural, plural, label_selector=label_selector,
-                                   field_selector=field_selector,
-                                   resource_version=resource_version,
-                                   timeout_seconds=timeout_seconds)
-            return
-        stream = watch.Watch()  # type: ignore[no-untyped-call]
-        try:
-            for event in stream.stream(  # type: ignore[no-untyped-call]
-                self._custom().list_cluster_custom_object, GROUP, VERSION, plural,
-                label_selector=label_selector, field_selector=field_selector,
-                resource_version=resource_version, timeout_seconds=timeout_seconds,
-            ):
-                kind, obj = str(event.get("type")), event.get("object") or {}
-                if kind == "ERROR":
-                    if isinstance(obj, dict) and obj.get("code") == 410:
-                        raise WatchExpired(str(obj.get("message")))
-                    raise RuntimeError(f"the {plural} watch failed: {obj}")
-                yield kind, obj
-        except ApiException as exc:
-            if exc.status == 410:
-                raise WatchExpired(str(exc.reason)) from None
-            raise
-        finally:
-            stream.stop()  # type: ignore[no-untyped-call]
+        return self._watch(namespace, plural, plural, label_selector=label_selector,
+                           field_selector=field_selector, resource_version=resource_version,
+                           timeout_seconds=timeout_seconds)
 
     def events_for(self, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
         """The core/v1 Events whose involvedObject is this object, as plain dicts (camelCase

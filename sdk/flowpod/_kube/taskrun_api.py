@@ -135,20 +135,24 @@ class TaskRunApi:
                            resource_version=resource_version, timeout_seconds=timeout_seconds,
                            allow_watch_bookmarks=True)
 
-    def _watch(self, namespace: str, plural: str, kind_name: str,
+    def _watch(self, namespace: str | None, plural: str, kind_name: str,
                **options: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Watch events of ``plural`` (type, object); WatchExpired on HTTP 410."""
+        """Watch events of ``plural`` in ``namespace`` (None: every namespace) as (type,
+        object); WatchExpired on HTTP 410."""
         from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
 
         from flowpod._contract.resources import GROUP, VERSION
 
+        custom = self._custom()
+        args: tuple[str, ...]
+        if namespace is None:
+            call, args = custom.list_cluster_custom_object, (GROUP, VERSION, plural)
+        else:
+            call, args = custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, plural)
         stream = watch.Watch()  # type: ignore[no-untyped-call]
         try:
-            for event in stream.stream(  # type: ignore[no-untyped-call]
-                self._custom().list_namespaced_custom_object, GROUP, VERSION, namespace,
-                plural, **options,
-            ):
+            for event in stream.stream(call, *args, **options):  # type: ignore[no-untyped-call]
                 kind = str(event.get("type"))
                 obj = event.get("object") or {}
                 if kind == "ERROR":
