@@ -3,7 +3,7 @@
 ``FakeClusterApi`` adds lists across namespaces with a resourceVersion, object watches (fed
 through ``object_events``; ``None`` ends the watch as Ctrl-C would), Events, pod logs with the
 kubelet's timestamps and followed pod logs. ``install`` puts it and a memory store behind the
-CLI's seams (``flowpod._cli.cluster.make_api`` / ``make_store``), for tests in this process and
+CLI's seams (``flowpod._cli.access.make_api`` / ``make_store``), for tests in this process and
 for ``_cli_pty_main`` in a pseudo-terminal.
 """
 
@@ -82,7 +82,7 @@ class FakeClusterApi(FakeFlowRunApi):
 
 def install(api: FakeFlowRunApi, store: MemoryResultStore) -> None:
     """Put ``api`` and ``store`` behind the command line's seams."""
-    import flowpod._cli.cluster as cluster
+    import flowpod._cli.access as access
 
-    cluster.make_api = lambda: api  # type: ignore[assignment]
-    cluster.make_store = lambda storage: store  # type: ignore[assignment]
+    access.make_api = lambda: api  # type: ignore[assignment]
+    access.make_store = lambda storage: store  # type: ignore[assignment]

@@ -18,9 +18,9 @@ import yaml
 from _cli_fakes import FakeClusterApi
 from click.testing import CliRunner
 
-import flowpod._cli.cluster as _cli_cluster
+import flowpod._cli.access as _cli_access
 import flowpod._cli.logs as _cli_logs
-from flowpod._cli.cluster import ClusterOptions, current_options
+from flowpod._cli.access import ClusterOptions, current_options
 from flowpod._cli.main import main
 from flowpod._storage import MemoryResultStore
 
@@ -30,8 +30,8 @@ Fake = tuple[FakeClusterApi, MemoryResultStore]
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake]:
     api, store = FakeClusterApi("ns1"), MemoryResultStore()
-    monkeypatch.setattr(_cli_cluster, "make_api", lambda: api)
-    monkeypatch.setattr(_cli_cluster, "make_store", lambda storage: store)
+    monkeypatch.setattr(_cli_access, "make_api", lambda: api)
+    monkeypatch.setattr(_cli_access, "make_store", lambda storage: store)
     modules, path = set(sys.modules), list(sys.path)
     yield api, store
     sys.path[:] = path
@@ -80,7 +80,7 @@ def test_group_options_reach_every_command_and_the_command_n_wins(
         seen.append(current_options())
         return api
 
-    monkeypatch.setattr(_cli_cluster, "make_api", make_api)
+    monkeypatch.setattr(_cli_access, "make_api", make_api)
     api.add("flowruns", _flowrun("a", "ns2"))
     code, out, _ = _invoke("--kubeconfig", "/k/config", "--context", "kind-x", "-n", "ns2",
                            "get", "flowruns")
@@ -93,7 +93,7 @@ def test_group_options_reach_every_command_and_the_command_n_wins(
 
 
 def test_make_api_builds_the_client_for_the_group_options() -> None:
-    from flowpod._cli.cluster import make_api
+    from flowpod._cli.access import make_api
 
     @main.command("probe-api", hidden=True)
     def probe() -> None:
@@ -359,7 +359,7 @@ def test_submit_names_the_settings_when_the_store_settings_are_wrong(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("FLOWPOD_S3_BUCKET", "b")  # too short for a bucket name
-    monkeypatch.setattr(_cli_cluster, "make_api", lambda: FakeClusterApi("ns1"))
+    monkeypatch.setattr(_cli_access, "make_api", lambda: FakeClusterApi("ns1"))
     code, _, err = _invoke("submit", _typed(tmp_path), "-p", "n=1")
     assert code == 2 and "(settings: environment)" in err and "bucket" in err
     assert "Traceback" not in err

@@ -16,7 +16,7 @@ import pytest
 from _cli_fakes import FakeClusterApi as FakeFlowRunApi
 from click.testing import CliRunner
 
-import flowpod._cli.cluster as _cli_cluster
+import flowpod._cli.access as _cli_access
 from flowpod._cli.get import format_table
 from flowpod._cli.logs import LogSource, interleave_logs
 from flowpod._cli.main import main
@@ -38,8 +38,8 @@ FLOW_FILE = textwrap.dedent("""
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FakeFlowRunApi, MemoryResultStore]]:
     api, store = FakeFlowRunApi("ns1"), MemoryResultStore()
-    monkeypatch.setattr(_cli_cluster, "make_api", lambda: api)
-    monkeypatch.setattr(_cli_cluster, "make_store", lambda storage: store)
+    monkeypatch.setattr(_cli_access, "make_api", lambda: api)
+    monkeypatch.setattr(_cli_access, "make_store", lambda storage: store)
     modules, path = set(sys.modules), list(sys.path)
     yield api, store
     sys.path[:] = path
@@ -238,7 +238,7 @@ def test_submit_without_a_store_and_api_refusals_say_what_to_fix(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api, _ = fake
-    monkeypatch.setattr(_cli_cluster, "make_store", lambda storage: None)
+    monkeypatch.setattr(_cli_access, "make_store", lambda storage: None)
     result = CliRunner().invoke(main, ["submit", f"{_flow_file(tmp_path)}:counter"])
     assert result.exit_code == 2 and "set FLOWPOD_S3_BUCKET" in result.output
 

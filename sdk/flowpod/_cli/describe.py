@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from flowpod._cli import cluster
+from flowpod._cli import access
 from flowpod._cli.errors import CliUsageError
 from flowpod._cli.get import age, format_table
 from flowpod._contract.labels import FLOWRUN_LABEL, label_value
@@ -37,7 +37,7 @@ _COUNT_LABELS = (("pending", "pending"), ("running", "running"),
 
 
 def _time(stamp: Any) -> datetime | None:
-    return cluster.parse_time(stamp)
+    return access.parse_time(stamp)
 
 
 def _seconds(value: float) -> str:
@@ -219,7 +219,7 @@ def render_description(obj: Mapping[str, Any], events: Sequence[Mapping[str, Any
 def _targets(kind: str, name: str | None) -> tuple[str, str | None]:
     if "/" in kind and name is None:  # kubectl's TYPE/NAME
         kind, name = kind.split("/", 1)
-    return cluster.resolve_kind(kind), name
+    return access.resolve_kind(kind), name
 
 
 def _describe(api: FlowRunApi, ns: str, plural: str, name: str | None,
@@ -256,7 +256,7 @@ def _command(name: str, short_help: str) -> click.Command:
     @click.command(name, short_help=short_help, epilog=_EXAMPLES)
     @click.argument("kind", metavar="flowrun|taskrun[/NAME]")
     @click.argument("name", required=False)
-    @cluster.namespace_option
+    @access.namespace_option
     @click.option("--selector", "-l", default="", metavar="SELECTOR",
                   help="Without NAME: describe the objects matching this label selector.")
     @click.option("--flowrun", default=None, help="taskruns: those of this FlowRun.")
@@ -273,12 +273,12 @@ def _command(name: str, short_help: str) -> click.Command:
         parts = [selector] if selector else []
         if flowrun:
             parts.append(f"{FLOWRUN_LABEL}={label_value(flowrun)}")
-        api = cluster.make_api()
+        api = access.make_api()
         try:
-            ns = cluster.namespace_of(api, namespace)
+            ns = access.namespace_of(api, namespace)
             texts = _describe(api, ns, plural, target, ",".join(parts))
         except Exception as exc:  # noqa: BLE001 - shown as the API's answer
-            raise cluster.api_error(exc) from None
+            raise access.api_error(exc) from None
         if not texts:
             click.echo(f"No {plural} found in namespace {ns}.", err=True)
             return

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from flowpod._cli import cluster
+from flowpod._cli import access
 from flowpod._cli.errors import CliUsageError
 from flowpod._contract.labels import FLOWRUN_LABEL, label_value
 
@@ -37,7 +37,7 @@ _KIND_NAMES = {"flowruns": ("FlowRun", "flowrun.flowpod.dev"),
 
 def age(stamp: Any, now: datetime) -> str:
     """'3m', '2h', '5d' since an RFC3339 time (kubectl's AGE); '<unknown>' without one."""
-    then = cluster.parse_time(stamp)
+    then = access.parse_time(stamp)
     if then is None:
         return "<unknown>"
     seconds = max(0, int((now - then).total_seconds()))
@@ -199,7 +199,7 @@ Examples:
                epilog=_EXAMPLES)
 @click.argument("kind", metavar="flowruns|taskruns")
 @click.argument("name", required=False)
-@cluster.namespace_option
+@access.namespace_option
 @click.option("--all-namespaces", "-A", "all_namespaces", is_flag=True,
               help="List the objects of every namespace (adds a NAMESPACE column).")
 @click.option("--selector", "-l", default="", metavar="SELECTOR",
@@ -211,10 +211,10 @@ Examples:
               help="After listing, print each object again when it changes.")
 def get_command(kind: str, name: str | None, namespace: str | None, all_namespaces: bool,
                 selector: str, flowrun: str | None, output: str | None, watch: bool) -> None:
-    """List FlowRuns or TaskRuns (or show one) as a table, or as JSON/YAML for scripts.
+    """List FlowRuns or TaskRuns (or show one) as a table, or as JSON/YAML for other programs.
 
     KIND is flowruns (fr) or taskruns (tr). With NAME, only that object is shown."""
-    plural = cluster.resolve_kind(kind)
+    plural = access.resolve_kind(kind)
     if name and all_namespaces:
         raise CliUsageError("a NAME cannot be combined with --all-namespaces", "-A",
                             "give the namespace with -n instead")
@@ -222,9 +222,9 @@ def get_command(kind: str, name: str | None, namespace: str | None, all_namespac
     if flowrun:
         parts.append(f"{FLOWRUN_LABEL}={label_value(flowrun)}")
     label_selector = ",".join(parts)
-    api = cluster.make_api()
+    api = access.make_api()
     try:
-        ns = None if all_namespaces else cluster.namespace_of(api, namespace)
+        ns = None if all_namespaces else access.namespace_of(api, namespace)
         if name:
             assert ns is not None
             items, version = [api.get(ns, plural, name)], ""
@@ -233,7 +233,7 @@ def get_command(kind: str, name: str | None, namespace: str | None, all_namespac
             items = list(listed.get("items") or [])
             version = str((listed.get("metadata") or {}).get("resourceVersion") or "")
     except Exception as exc:  # noqa: BLE001 - shown as the API's answer
-        raise cluster.api_error(exc) from None
+        raise access.api_error(exc) from None
     items = _sorted(items)
     reason = any(_status(obj).get("reason") for obj in items)
     printer = RowPrinter(plural, wide=output == "wide", all_namespaces=all_namespaces,
@@ -288,7 +288,7 @@ def _watch(api: FlowRunApi, plural: str, ns: str | None, name: str | None,
     except KeyboardInterrupt:
         sys.exit(0)  # as kubectl: interrupting a watch is how it ends
     except Exception as exc:  # noqa: BLE001 - shown as the API's answer
-        raise cluster.api_error(exc) from None
+        raise access.api_error(exc) from None
 
 
 def _print_change(plural: str, obj: dict[str, Any], output: str | None,

@@ -8,7 +8,7 @@
 
 Each command has a module of its own; what they share - the group's ``--kubeconfig``,
 ``--context`` and ``-n`` (``cluster_options``), the API seam ``make_api`` that unit tests
-replace, and the error form of API failures - is in ``flowpod._cli.cluster``. The progress view
+replace, and the error form of API failures - is in ``flowpod._cli.access``. The progress view
 of ``--wait`` is ``flowpod._cli.progress``. Only click (and rich, when a live view starts) is
 imported with these modules; the Kubernetes client, pydantic and boto3 when a command runs.
 Exit codes: 0 success, 1 the flow run did not complete (or the cluster refused the call, or the
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import click
 
-from flowpod._cli.cluster import cluster_options
+from flowpod._cli.access import cluster_options
 from flowpod._cli.describe import describe_command, inspect_command
 from flowpod._cli.get import get_command
 from flowpod._cli.logs import logs_command

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from flowpod._cli import cluster
+from flowpod._cli import access
 from flowpod._contract.labels import FLOWRUN_LABEL, label_value
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def _start_of(status: Mapping[str, Any], attempt: int, fallback: Any) -> datetim
 
 
 def _parse_time(stamp: Any) -> datetime:
-    return cluster.parse_time(stamp) or datetime.now(UTC)
+    return access.parse_time(stamp) or datetime.now(UTC)
 
 
 def _attempts_of(obj: Mapping[str, Any], prefix: str, least: int, anchor: Any) -> list[_Attempt]:
@@ -222,7 +222,7 @@ Examples:
 @click.command("logs", short_help="Print the logs of a FlowRun's pods, merged by time.",
                epilog=_EXAMPLES)
 @click.argument("flowrun")
-@cluster.namespace_option
+@access.namespace_option
 @click.option("--follow", "-f", is_flag=True,
               help="Keep printing new lines, from new task pods too, until the run is final.")
 @click.option("--task", "task", default=None, metavar="NAME",
@@ -236,15 +236,15 @@ def logs_command(flowrun: str, namespace: str | None, follow: bool, task: str | 
 
     Logs of finished attempts come from the result store (set FLOWPOD_S3_* as for submit);
     those of running pods from the cluster."""
-    api = cluster.make_api()
+    api = access.make_api()
     try:
-        ns = cluster.namespace_of(api, namespace)
+        ns = access.namespace_of(api, namespace)
         obj = api.get(ns, "flowruns", flowrun)
-        store = cluster.make_store((obj.get("spec") or {}).get("storage"))
+        store = access.make_store((obj.get("spec") or {}).get("storage"))
         attempts = attempts_to_show(api, ns, obj, task)
         sources = collect_sources(api, store, ns, attempts, tail)
     except Exception as exc:  # noqa: BLE001 - shown as the API's answer
-        raise cluster.api_error(exc) from None
+        raise access.api_error(exc) from None
     if store is None:
         click.echo("Note: no result store configured (FLOWPOD_S3_BUCKET / FLOWPOD_S3_ENDPOINT): "
                    "only logs of pods that still run are shown", err=True)
@@ -296,7 +296,7 @@ class _Follower:
         except KeyboardInterrupt:
             return
         except Exception as exc:  # noqa: BLE001 - shown as the API's answer
-            raise cluster.api_error(exc) from None
+            raise access.api_error(exc) from None
 
     def _poll(self) -> bool:
         from flowpod._contract.states import FINAL_STATES

@@ -5,7 +5,8 @@ The commands live below it and never import it:
 
 - ``flowpod._cli.local``: run, config set/unset/view, profile ls/use/create/delete, crds,
   version (this machine);
-- ``flowpod._cli.kubernetes``: submit, get, logs, cancel (flows on a cluster);
+- ``flowpod._cli.kubernetes``: submit, get, describe, logs, cancel (flows on a cluster), which
+  reach the cluster through ``flowpod._cli.access``;
 - both load flow files through ``flowpod._cli.targets``; ``crds`` runs the generator in
   ``flowpod._cli.crds``.
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from flowpod._cli.cluster import parse_time
+from flowpod._cli.access import parse_time
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType

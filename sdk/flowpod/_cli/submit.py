@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from flowpod._cli import cluster
+from flowpod._cli import access
 from flowpod._cli.errors import CliError, CliUsageError
 from flowpod._cli.progress import RunProgress
 from flowpod._cli.targets import load_flow, parse_params, split_target
@@ -68,7 +68,7 @@ def check_parameters(flow: Flow[..., Any], parameters: Mapping[str, Any]) -> Non
 
 
 def _store_for_submit() -> ResultStore:
-    store = cluster.make_store(None)
+    store = access.make_store(None)
     if store is None:
         raise CliUsageError(
             "flowpod submit stores the flow where the flow pod reads it, and no result store "
@@ -98,7 +98,7 @@ def _check_cluster(api: FlowRunApi, namespace: str | None, run_name: str,
 
     ns = namespace
     try:
-        ns = cluster.namespace_of(api, namespace)
+        ns = access.namespace_of(api, namespace)
         if reach:
             api.list_objects(ns, "flowruns", f"{FLOWRUN_LABEL}={label_value(run_name)}")
     except Exception as exc:  # noqa: BLE001 - every failure here is the configuration's
@@ -120,7 +120,7 @@ def _submit_error(exc: Exception) -> CliError:
     if type(exc).__module__.startswith(("flowpod._storage", "botocore", "boto3")):
         return CliError(f"the result store failed: {type(exc).__name__}: {exc}", "store",
                         "check the bucket and the credentials' rights to write to it")
-    return cluster.api_error(exc)
+    return access.api_error(exc)
 
 
 def _follow(handle: FlowRunHandle, timeout: float | None, verb: str) -> str:
@@ -139,7 +139,7 @@ def _follow(handle: FlowRunHandle, timeout: float | None, verb: str) -> str:
         click.echo(f"Stopped following; the run goes on ({verb} {handle.name})", err=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the watch failed: the API's answer
-        raise cluster.api_error(exc) from None
+        raise access.api_error(exc) from None
 
 
 def _finished_line(handle: FlowRunHandle, state: str) -> str:
@@ -165,7 +165,7 @@ Examples:
 @click.argument("target")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
               help="A flow parameter; VALUE is parsed as JSON when it is JSON.")
-@cluster.namespace_option
+@access.namespace_option
 @click.option("--image", default=None, help="Image of the flow pod (default: the operator's).")
 @click.option("--env", "-e", "env", multiple=True, metavar="NAME=VALUE",
               help="An environment variable for the flow pod.")
@@ -193,7 +193,7 @@ def submit_command(target: str, params: tuple[str, ...], namespace: str | None,
     from flowpod._kube.submit import flowrun_object_name, submit
 
     store = _store_for_submit()
-    api = cluster.make_api()
+    api = access.make_api()
     run_name = flowrun_object_name(flow_obj.name)
     ns = _check_cluster(api, namespace, run_name, reach=False)
     # The store before the cluster's API: its check fails within seconds, naming the store.
@@ -224,7 +224,7 @@ Examples:
 
 @click.command("cancel", short_help="Stop a FlowRun and all its pods.", epilog=_CANCEL_EXAMPLES)
 @click.argument("flowrun")
-@cluster.namespace_option
+@access.namespace_option
 @click.option("--wait", "-w", is_flag=True, help="Wait until the run is Cancelled.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None,
               metavar="SECONDS", help="With --wait: give up after this long.")
@@ -234,9 +234,9 @@ def cancel_command(flowrun: str, namespace: str | None, wait: bool,
     from flowpod._contract.states import FINAL_STATES
     from flowpod._kube.submit import FlowRunHandle
 
-    api = cluster.make_api()
+    api = access.make_api()
     try:
-        ns = cluster.namespace_of(api, namespace)
+        ns = access.namespace_of(api, namespace)
         handle = FlowRunHandle(flowrun, ns, api=api)
         state = handle.state
         if state in FINAL_STATES:
@@ -244,7 +244,7 @@ def cancel_command(flowrun: str, namespace: str | None, wait: bool,
             return
         handle.cancel()
     except Exception as exc:  # noqa: BLE001 - shown as the API's answer
-        raise cluster.api_error(exc) from None
+        raise access.api_error(exc) from None
     click.echo(f"flowrun.flowpod.dev/{flowrun} cancel requested")
     if wait:
         final = _follow(handle, timeout, "flowpod get flowrun")

@@ -1,4 +1,5 @@
-"""What every cluster command shares: which cluster and namespace, the API seam, one error form.
+"""How the cluster commands reach the cluster and the store: which cluster and namespace, the API
+seam, the store, one error form.
 
 - ``cluster_options`` puts ``--kubeconfig``, ``--context`` and ``-n/--namespace`` on the
   ``flowpod`` group; their values travel in ``ctx.meta[CLUSTER_KEY]`` (``ClusterOptions``), so
