@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ from flowpod_operator.decisions import (
 )
 from flowpod_operator.flowruns import FlowRunController
 from flowpod_operator.kube import Conflict, KubeApi
+from flowpod_operator.observed import same_pod, slim_pod, slim_taskrun
 from flowpod_operator.pods import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -51,7 +53,7 @@ from flowpod_operator.pods import (
     pod_name,
 )
 from flowpod_operator.problems import Trouble
-from flowpod_operator.reconciling import GONE, Key, KeyedLoop, newer
+from flowpod_operator.reconciling import GONE, Key, KeyedLoop, newer, strictly_newer
 from flowpod_operator.settings import OperatorConfig
 from flowpod_operator.store import StoreRegistry, start_bucket_creator
 
@@ -62,6 +64,11 @@ logger = logging.getLogger("flowpod.operator")
 """Marks a pod whose deletion was observed (distinct from 'not seen yet')."""
 _ACTIVE = frozenset({StateName.PENDING, StateName.RUNNING, StateName.RETRYING})
 _MAX_CONFLICTS = 5
+_FINAL_WORDS = frozenset(state.value for state in FINAL_STATES)
+
+
+def _finished_state(body: dict[str, Any]) -> bool:
+    return (body.get("status") or {}).get("state") in _FINAL_WORDS
 
 
 def _owner(pod: dict[str, Any]) -> str | None:
@@ -92,26 +99,39 @@ class Reconciler(KeyedLoop):
             "TaskRun", logger,
         )
         self.taskruns: dict[Key, dict[str, Any]] = {}
+        self.counts: Counter[str] = Counter()
 
     def _tracks(self, key: Key) -> bool:
         return key in self.taskruns
+
+    def _keep_pod(self, body: dict[str, Any]) -> dict[str, Any]:
+        return slim_pod(body)
 
     # -- watch events ---------------------------------------------------------------------------
 
     async def taskrun_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         meta = body.get("metadata", {})
         key = (str(meta.get("namespace")), str(meta.get("name")))
+        self.counts["watch taskruns"] += 1
         if event_type == "DELETED":
             self._forget(key)
             return
-        if not newer(body, self.taskruns.get(key)):
+        current = self.taskruns.get(key)
+        if current is not None and not strictly_newer(body, current):
+            # Stale, or our own status patch echoed back: its answer is already here.
+            self.counts["watch taskruns skipped"] += 1
             return
-        self.taskruns[key] = body
+        if current is None and _finished_state(body):
+            # A finished run (start-up listing, or a later change to one): nothing to decide.
+            self.counts["watch taskruns skipped"] += 1
+            return
+        self.taskruns[key] = slim_taskrun(body)
         await self.reconcile(key)
 
     async def pod_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         meta = body.get("metadata", {})
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        self.counts["watch pods"] += 1
         owner = _owner(body)
         if owner is None:
             return
@@ -120,14 +140,27 @@ class Reconciler(KeyedLoop):
             # Its TaskRun is finished or not seen yet (start-up: the TaskRun's own event reads
             # the pod then). Remembering only active runs' pods keeps memory bounded.
             self.pods.pop(pod_key, None)
+            self.counts["watch pods skipped"] += 1
             return
         if event_type == "DELETED":
             self.pods[pod_key] = GONE
-        elif newer(body, self.pods.get(pod_key)):
-            self.pods[pod_key] = body
         else:
-            return
+            current = self.pods.get(pod_key)
+            if current is not None and current is not GONE and not strictly_newer(body, current):
+                self.counts["watch pods skipped"] += 1
+                return
+            slim = slim_pod(body)
+            self.pods[pod_key] = slim
+            if current is not None and current is not GONE and same_pod(slim, current):
+                # Scheduled, an IP, ready, our create echoed: nothing a decision reads.
+                self.counts["watch pods skipped"] += 1
+                return
         await self.reconcile((namespace, owner))
+
+    def counters(self) -> dict[str, int]:
+        """Watch events seen and skipped, reconciles, store reads and API requests by kind,
+        since start-up (the operator logs them; the benchmark reads them)."""
+        return {**self.counts, **{f"api {kind}": n for kind, n in self.api.requests.items()}}
 
     def _forget(self, key: Key) -> None:
         body = self.taskruns.pop(key, None)
@@ -154,11 +187,12 @@ class Reconciler(KeyedLoop):
                 await self._step(key, body, taskrun)
                 return
             except Conflict:
+                self.counts["conflicts"] += 1
                 fresh = await self._call(self.api.read_taskrun, *key)
                 if fresh is None:
                     self._forget(key)
                     return
-                self.taskruns[key] = fresh
+                self.taskruns[key] = slim_taskrun(fresh)
         raise RuntimeError(f"status patch kept conflicting {_MAX_CONFLICTS} times")
 
     async def _reject(self, key: Key, body: dict[str, Any], exc: ValueError) -> None:
@@ -176,10 +210,11 @@ class Reconciler(KeyedLoop):
         self._spawn(self._call(self.api.post_event, body, "Warning", "Invalid", message))
 
     def _finished(self, key: Key, taskrun: TaskRunResource) -> None:
-        # Finished runs need no memory: later events for them decide nothing.
+        # Finished runs need no memory: later events for them decide nothing. Their timers
+        # (a pending deadline, a delayed Running) go too.
         self.taskruns.pop(key, None)
         self.troubles.pop(key, None)
-        self._locks.pop(key, None)
+        self._drop_key(key)
         for attempt in range(1, taskrun.status.attempt + 1):
             self.pods.pop((key[0], pod_name(key[1], attempt)), None)
 
@@ -196,7 +231,7 @@ class Reconciler(KeyedLoop):
                 patched = await self._call(self.api.patch_status, key[0], key[1],
                                            body.get("metadata", {}).get("resourceVersion"),
                                            action.status_patch([]))
-                self.taskruns[key] = patched
+                self.taskruns[key] = slim_taskrun(patched)
             for event in told.of(Event):
                 self._spawn(self._call(self.api.post_event, body, event.type, event.reason,
                                        event.message))
@@ -212,15 +247,19 @@ class Reconciler(KeyedLoop):
                                            self.api.read_pod)
             phase = (pod or {}).get("status", {}).get("phase")
             if pod is None or phase in ("Succeeded", "Failed"):
+                self.counts["store outcome reads"] += 1
                 outcome = await self._read_store(key, body, taskrun, self.stores.outcome,
                                                  taskrun, taskrun.status.attempt)
         elif state is None and taskrun.spec.cache_key and not taskrun.spec.refresh_cache:
+            self.counts["store cache reads"] += 1
             cache_hit = await self._read_store(key, body, taskrun, self.stores.cache_record,
                                                taskrun)
         decision = decide(taskrun, pod, outcome, cache_hit, self.clock(), self.rng,
                           trouble=self.troubles.get(key),
                           pending_timeout=self.config.pending_timeout_seconds,
-                          infrastructure_retries=self.config.infrastructure_retries)
+                          infrastructure_retries=self.config.infrastructure_retries,
+                          running_delay=self.config.running_report_delay_seconds)
+        self.counts["reconciles"] += 1
         for action in decision.actions:
             if isinstance(action, CreatePod):
                 await self._create_pod(key, pod_manifest(taskrun, action.attempt, self.config),
@@ -229,11 +268,11 @@ class Reconciler(KeyedLoop):
                 await self._call(self.api.delete_pod, key[0], pod_name(key[1], action.attempt))
             elif isinstance(action, PatchStatus):
                 previous = body.get("status", {}).get("history") or []
-                patched = await self._call(
+                patched = slim_taskrun(await self._call(
                     self.api.patch_status, key[0], key[1],
                     body.get("metadata", {}).get("resourceVersion"),
                     action.status_patch(previous),
-                )
+                ))
                 if newer(patched, self.taskruns.get(key)):
                     self.taskruns[key] = patched
                 body = patched

@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 from flowpod_operator.kube import ApiError
 from flowpod_operator.problems import Trouble, create_refusal
 
-__all__ = ["ERROR_BACKOFF", "GONE", "Key", "KeyedLoop", "newer", "resource_version"]
+__all__ = ["ERROR_BACKOFF", "GONE", "Key", "KeyedLoop", "newer", "resource_version",
+           "strictly_newer"]
 
 _T = TypeVar("_T")
 Key = tuple[str, str]
@@ -50,6 +51,16 @@ def newer(candidate: dict[str, Any], current: dict[str, Any] | None) -> bool:
     return new is None or old is None or new >= old
 
 
+def strictly_newer(candidate: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether ``candidate`` is a later version than ``current`` (not the same one again, e.g.
+    the watch echoing a write whose answer is already in hand)."""
+    new, old = resource_version(candidate), resource_version(current)
+    if new is None or old is None:
+        return bool(candidate.get("metadata", {}).get("resourceVersion") != current.get(
+            "metadata", {}).get("resourceVersion"))
+    return new > old
+
+
 class KeyedLoop(abc.ABC):
     """Per-object locks, timers and error backoff around a controller's reconcile."""
 
@@ -73,6 +84,10 @@ class KeyedLoop(abc.ABC):
     def _tracks(self, key: Key) -> bool:
         """Whether the object still exists as far as this controller knows."""
 
+    def _keep_pod(self, body: dict[str, Any]) -> dict[str, Any]:
+        """What is remembered of a pod read or created (a controller may keep less)."""
+        return body
+
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, partial(fn, *args))
@@ -95,6 +110,8 @@ class KeyedLoop(abc.ABC):
         seen = self.pods.get((namespace, name))
         if seen is None:
             seen = await self._call(read, namespace, name)
+            if seen is not None:
+                seen = self._keep_pod(seen)
             self.pods[(namespace, name)] = seen if seen is not None else GONE
         return None if seen is GONE else seen
 
@@ -115,7 +132,7 @@ class KeyedLoop(abc.ABC):
             return
         self.troubles.pop(key, None)
         if newer(created, self.pods.get(pod_key)):
-            self.pods[pod_key] = created
+            self.pods[pod_key] = self._keep_pod(created)
 
     # -- scheduling -----------------------------------------------------------------------------
 
@@ -139,6 +156,8 @@ class KeyedLoop(abc.ABC):
     # -- reconciliation -------------------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> None:
+        if not self._tracks(key):
+            return  # finished or gone (a late timer): no lock to create, nothing to do
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             try:
