@@ -65,6 +65,7 @@ def main(namespaces: tuple[str, ...], all_namespaces: bool, image: str | None,
         clusterwide=not config.namespaces,
         namespaces=list(config.namespaces),
         liveness_endpoint=liveness,
+        memories=handlers.ForgetfulMemories(),
     )
 
 

@@ -18,8 +18,11 @@ Errors (API or store unreachable) re-run the reconciliation with a capped backof
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import random
+import signal
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kopf._core.reactor.inventory import ResourceMemories  # kopf.run(memories=...) takes one
 
 from flowpod._contract.reasons import Reason
 from flowpod._contract.resources import GROUP, VERSION, TaskRunResource
@@ -57,7 +61,7 @@ from flowpod_operator.reconciling import GONE, Key, KeyedLoop, newer, strictly_n
 from flowpod_operator.settings import OperatorConfig
 from flowpod_operator.store import StoreRegistry, start_bucket_creator
 
-__all__ = ["Reconciler", "configure"]
+__all__ = ["ForgetfulMemories", "Reconciler", "configure", "log_counters"]
 
 logger = logging.getLogger("flowpod.operator")
 
@@ -308,6 +312,29 @@ class _NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
+class ForgetfulMemories(ResourceMemories):
+    """kopf's per-object memory, kept for no object.
+
+    kopf remembers every object it has seen (a memo, an error throttler, indexing and daemon
+    records: ~2.8 KB each) until the object is deleted - finished TaskRuns and their pods are
+    kept for good, so the operator's memory grew with every run. Those records serve daemons,
+    timers, indexes, memos and changing-handler patches; this operator has only
+    ``@kopf.on.event`` handlers, which keep their own state, so each event gets a fresh record
+    that is dropped after it.
+    """
+
+    async def recall(self, raw_body: Any, *, memobase: Any = None,
+                     noticed_by_listing: bool = False, ephemeral: bool = False) -> Any:
+        return await super().recall(raw_body, memobase=memobase,
+                                    noticed_by_listing=noticed_by_listing, ephemeral=True)
+
+
+def log_counters() -> None:
+    """Log the controller's counters as one JSON line (on SIGUSR1, and at shutdown)."""
+    if _reconciler is not None:
+        logger.info("flowpod counters: %s", json.dumps(_reconciler.counters(), sort_keys=True))
+
+
 _reconciler: Reconciler | None = None
 _flowruns: FlowRunController | None = None
 _config: OperatorConfig = OperatorConfig()
@@ -356,6 +383,8 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     _flowruns = FlowRunController(_config, _reconciler.api, _reconciler.stores,
                                   _reconciler.executor, _reconciler.clock)
+    # `kill -USR1 <pid>`: the counters (API requests by kind, watch events handled and skipped).
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, log_counters)
     # FLOWPOD_S3_CREATE_BUCKET: in a daemon thread that retries until the storage server is up,
     # so neither start-up nor the liveness endpoint waits for it.
     start_bucket_creator(_config)
@@ -365,6 +394,7 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 async def _cleanup(**_: Any) -> None:
     global _reconciler, _flowruns
     _flowruns = None
+    log_counters()
     if _reconciler is not None:
         _reconciler.executor.shutdown(wait=False, cancel_futures=True)
         _reconciler.api.close()

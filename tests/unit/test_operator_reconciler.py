@@ -318,3 +318,40 @@ def test_counters_name_the_api_requests_by_kind() -> None:
         "PATCH", "/apis/flowpod.dev/v1alpha1/namespaces/ns/taskruns/a/status"
     ) == "PATCH taskruns/status"
     assert request_kind("GET", "/api/v1/namespaces/ns/pods?labelSelector=x") == "GET pods"
+
+
+def test_kopf_keeps_no_memory_of_the_objects_it_has_handled() -> None:
+    from flowpod_operator.handlers import ForgetfulMemories
+
+    async def scenario() -> None:
+        memories = ForgetfulMemories()
+        body = {"metadata": {"uid": "u-1", "name": "a", "namespace": "ns"}}
+        first = await memories.recall(body)
+        second = await memories.recall(body, noticed_by_listing=True)
+        assert first is not second  # a fresh record per event
+        assert list(memories.iter_all_memories()) == []
+
+    asyncio.run(scenario())
+
+
+def test_the_counters_are_logged_as_one_json_line(caplog: Any) -> None:
+    import json
+    import logging
+
+    from flowpod_operator import handlers
+
+    async def scenario(rec: Reconciler, api: FakeApi, stores: FakeStores) -> None:
+        await rec.taskrun_event("ADDED", api.add_taskrun("l"))
+        api.requests["POST pods"] = 1
+        handlers._reconciler = rec
+        try:
+            with caplog.at_level(logging.INFO, logger="flowpod.operator"):
+                handlers.log_counters()
+        finally:
+            handlers._reconciler = None
+
+    run(scenario)
+    line = next(r.getMessage() for r in caplog.records if "flowpod counters" in r.getMessage())
+    counters = json.loads(line.split("flowpod counters: ", 1)[1])
+    assert counters["reconciles"] == 1 and counters["watch taskruns"] == 1
+    assert counters["api POST pods"] == 1
