@@ -17,6 +17,11 @@ handled), then a fake kubelet moves each pod along:
   selector fits no node), then the bench marks it Succeeded after writing the outcome;
 - ``real``: what a node does - scheduled, ContainerCreating, Running, Succeeded.
 
+With ``--kopf`` every event goes through kopf's own per-event processing
+(``process_resource_event``: memories, loggers, cause detection, the registered handlers of
+``flowpod_operator.handlers`` with the operator's kopf settings) instead of straight to the
+reconciler: the difference is kopf's share of the CPU (the watch streams' HTTP and JSON aside).
+
 Prints operator CPU per TaskRun, API calls and watch events per TaskRun by kind, and the
 Python heap's peak (tracemalloc) per TaskRun.
 """
@@ -213,9 +218,57 @@ class FakeCluster:
         ]
 
 
-async def drive(count: int, flow: str, config: OperatorConfig) -> tuple[FakeCluster, Counter[str]]:
+def _kopf_dispatch(reconciler: Reconciler, cluster: FakeCluster) -> Any:
+    """An event dispatcher through kopf's processing of one watch event."""
+    import kopf
+    from kopf._cogs.structs import ephemera, references
+    from kopf._core.engines import indexing
+    from kopf._core.intents import registries
+    from kopf._core.reactor import processing
+
+    from flowpod_operator import handlers
+    from flowpod_operator.flowruns import FlowRunController
+
+    settings = kopf.OperatorSettings()
+    handlers.tune(settings)
+    handlers._reconciler = reconciler
+    handlers._flowruns = FlowRunController(reconciler.config, cluster,  # type: ignore[arg-type]
+                                           cluster, reconciler.executor)  # type: ignore[arg-type]
+    registry = registries.get_default_registry()
+    memories = handlers.ForgetfulMemories()
+    indexers = indexing.OperatorIndexers()
+    memobase = ephemera.AnyMemo(ephemera.Memo())
+    resources = {
+        "taskrun": references.Resource("flowpod.dev", "v1alpha1", "taskruns", kind="TaskRun",
+                                       namespaced=True),
+        "pod": references.Resource("", "v1", "pods", kind="Pod", namespaced=True),
+    }
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    async def dispatch(kind: str, type_: str, body: dict[str, Any]) -> None:
+        await processing.process_resource_event(
+            lifecycle=kopf.lifecycles.all_at_once, indexers=indexers, registry=registry,
+            settings=settings, memories=memories, memobase=memobase,
+            resource=resources[kind], raw_event={"type": type_, "object": body},
+            event_queue=queue, no_throttling=True)
+        while not queue.empty():
+            queue.get_nowait()
+
+    return dispatch
+
+
+async def drive(count: int, flow: str, config: OperatorConfig,
+                through_kopf: bool = False) -> tuple[FakeCluster, Counter[str]]:
     cluster = FakeCluster()
     reconciler = Reconciler(config, cluster, cluster)  # type: ignore[arg-type]
+
+    async def direct(kind: str, type_: str, body: dict[str, Any]) -> None:
+        if kind == "taskrun":
+            await reconciler.taskrun_event(type_, body)
+        else:
+            await reconciler.pod_event(type_, body)
+
+    dispatch = _kopf_dispatch(reconciler, cluster) if through_kopf else direct
     handled: Counter[str] = Counter()
     plans: dict[str, deque[dict[str, Any]]] = {}
     for i in range(count):
@@ -225,10 +278,7 @@ async def drive(count: int, flow: str, config: OperatorConfig) -> tuple[FakeClus
             while cluster.events:
                 kind, type_, body = cluster.events.popleft()
                 handled[f"watch {kind}"] += 1
-                if kind == "taskrun":
-                    await reconciler.taskrun_event(type_, body)
-                else:
-                    await reconciler.pod_event(type_, body)
+                await dispatch(kind, type_, body)
             # The kubelet moves every live pod one step, then the watch catches up (a burst).
             for _ in range(len(cluster.kubelet)):
                 name = cluster.kubelet.popleft()
@@ -264,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--flow", choices=("sim", "real"), default="sim")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--kopf", action="store_true",
+                        help="route every event through kopf's event processing")
     parser.add_argument("--memory", action="store_true",
                         help="also measure the heap's peak (tracemalloc; slows the CPU figure)")
     parser.add_argument("--profile", metavar="PATH", help="cProfile the run into PATH")
@@ -279,13 +331,14 @@ def main(argv: list[str] | None = None) -> int:
     cpu0, wall0 = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
-    cluster, handled = asyncio.run(drive(args.count, args.flow, config))
+    cluster, handled = asyncio.run(drive(args.count, args.flow, config, args.kopf))
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.profile)
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     n = args.count
-    print(f"operator reconciler, fake cluster ({args.flow} kubelet, {n} TaskRuns at once, "
+    print(f"operator reconciler{' via kopf' if args.kopf else ''}, fake cluster "
+          f"({args.flow} kubelet, {n} TaskRuns at once, "
           f"pid {os.getpid()})")
     print(f"  CPU per TaskRun            {cpu / n * 1000:7.2f} ms   (wall {wall:.1f} s)")
     for name, value in sorted({**cluster.calls, **handled}.items()):
