@@ -92,6 +92,7 @@ class Reconciler(KeyedLoop):
         stores: StoreRegistry,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_in_flight: int | None = None,
     ) -> None:
         self.config = config
         self.api = api
@@ -100,7 +101,7 @@ class Reconciler(KeyedLoop):
         self.clock = clock
         super().__init__(
             ThreadPoolExecutor(config.api_workers, thread_name_prefix="flowpod-api"),
-            "TaskRun", logger,
+            "TaskRun", logger, max_in_flight,
         )
         self.taskruns: dict[Key, dict[str, Any]] = {}
         self.counts: Counter[str] = Counter()
@@ -130,7 +131,7 @@ class Reconciler(KeyedLoop):
             self.counts["watch taskruns skipped"] += 1
             return
         self.taskruns[key] = slim_taskrun(body)
-        await self.reconcile(key)
+        await self.reconcile_soon(key)
 
     async def pod_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         meta = body.get("metadata", {})
@@ -159,7 +160,7 @@ class Reconciler(KeyedLoop):
                 # Scheduled, an IP, ready, our create echoed: nothing a decision reads.
                 self.counts["watch pods skipped"] += 1
                 return
-        await self.reconcile((namespace, owner))
+        await self.reconcile_soon((namespace, owner))
 
     def counters(self) -> dict[str, int]:
         """Watch events seen and skipped, reconciles, store reads and API requests by kind,
@@ -385,7 +386,8 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     global _reconciler, _flowruns
     tune(settings)
     _reconciler = Reconciler(
-        _config, KubeApi(max_connections=_config.api_workers), StoreRegistry(_config)
+        _config, KubeApi(max_connections=_config.api_workers), StoreRegistry(_config),
+        max_in_flight=_config.max_in_flight,
     )
     _flowruns = FlowRunController(_config, _reconciler.api, _reconciler.stores,
                                   _reconciler.executor, _reconciler.clock)

@@ -200,6 +200,10 @@ class OperatorConfig:
     Warning events (failures, retries, crashes, timeouts) are always posted."""
     api_workers: int = 16
     """Threads making Kubernetes and S3 calls (both clients are synchronous)."""
+    max_in_flight: int = 32
+    """TaskRun reconciles running at once (``FLOWPOD_OPERATOR_MAX_IN_FLIGHT``); the rest wait
+    in a queue of names, where repeated events for one run coalesce. A few per API thread
+    keep the threads busy without piling up suspended handlers on two cores."""
     running_report_delay_seconds: int = DEFAULT_RUNNING_REPORT_DELAY_SECONDS
     """How long a pod must have been running before its run's Running state is written on its
     own (``FLOWPOD_OPERATOR_RUNNING_REPORT_DELAY_SECONDS``; 0: at once). A task that ends
@@ -264,6 +268,7 @@ class OperatorConfig:
         allowance = _seconds(env, "FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS")
         pending = _seconds(env, "FLOWPOD_OPERATOR_PENDING_TIMEOUT_SECONDS")
         running_delay = _seconds(env, "FLOWPOD_OPERATOR_RUNNING_REPORT_DELAY_SECONDS")
+        in_flight = _seconds(env, "FLOWPOD_OPERATOR_MAX_IN_FLIGHT")
         # A count, not seconds, but the same rule: a whole number >= 0, unset keeps the default.
         infra = _seconds(env, "FLOWPOD_OPERATOR_INFRASTRUCTURE_RETRIES")
         defaults_text = env.get("FLOWPOD_OPERATOR_POD_DEFAULTS", "").strip()
@@ -286,6 +291,7 @@ class OperatorConfig:
             api_workers=workers,
             running_report_delay_seconds=(DEFAULT_RUNNING_REPORT_DELAY_SECONDS
                                           if running_delay is None else running_delay),
+            max_in_flight=max(in_flight, 1) if in_flight is not None else 32,
         )
 
 

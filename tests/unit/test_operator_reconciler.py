@@ -361,3 +361,46 @@ def test_capping_malloc_arenas_is_harmless_anywhere() -> None:
     from flowpod_operator.__main__ import limit_malloc_arenas
 
     assert limit_malloc_arenas() in (True, False)  # False: not glibc, nothing done
+
+
+def test_queued_events_coalesce_and_at_most_max_in_flight_reconciles_run() -> None:
+    api, stores = FakeApi(), FakeStores()
+    running_now = [0]
+    most = [0]
+
+    async def main() -> None:
+        rec = Reconciler(CONFIG, api, stores, max_in_flight=3)  # type: ignore[arg-type]
+        step = rec._step
+
+        async def counted(*args: Any) -> None:
+            running_now[0] += 1
+            most[0] = max(most[0], running_now[0])
+            try:
+                await asyncio.sleep(0.01)  # a slow API: reconciles overlap if allowed to
+                await step(*args)
+            finally:
+                running_now[0] -= 1
+
+        rec._step = counted  # type: ignore[method-assign]
+        try:
+            for i in range(10):
+                await rec.taskrun_event("ADDED", api.add_taskrun(f"q{i}"))
+            # The handler returned at once: nothing reconciled yet, all ten queued.
+            assert api.creates == [] and len(rec._queued) == 10
+            await until(rec.idle)
+            assert sorted(api.creates) == sorted(f"q{i}-1" for i in range(10))
+            assert most[0] == 3
+
+            # Three pod events for one run while it waits in the queue: one reconcile.
+            stores.outcomes[("q0", 1)] = Outcome(attempt=1, state="Completed", result_ref="r")
+            before = rec.counts["reconciles"]
+            for phase in ("Running", "Running", "Succeeded"):
+                api.pods["q0-1"]["status"] = {"phase": phase}
+                await rec.pod_event("MODIFIED", api._bump(api.pods["q0-1"]))
+            assert len(rec._queued) == 1  # no await between them yielded to the queue
+            await until(rec.idle)
+            assert rec.counts["reconciles"] == before + 1 and state(api, "q0") == "Completed"
+        finally:
+            rec.executor.shutdown(wait=True)
+
+    asyncio.run(main())
