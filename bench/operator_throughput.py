@@ -520,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     server_writes = 1 + seen.get("run status patches", 0) + seen.get("run events", 0)
     if not run_counts:  # an older operator without counters: what the API server saw
         figures["writes_per_taskrun"] = server_writes
+        figures["writes_per_cache_hit"] = seen.get("hit status patches", 0) + seen.get(
+            "hit events", 0)
     row("API writes per TaskRun (no cache, success)", figures["writes_per_taskrun"], "", 3)
     if cache_ms:
         row("API writes per cache hit", figures["writes_per_cache_hit"], "", 1)
@@ -530,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     row("pod created p50 (sustained 100/s)", figures["pod_p50_ms"], "ms", 250,
         why_not="" if rate == 100 else "run with --rate 100")
     row(f"burst of {args.count}: all completed", figures["all_completed_s"], "s", 20,
-        why_not="" if rate is None and args.count >= 1000 else "run a burst of >= 1000")
+        why_not="" if rate is None and args.count == 1000 else "the target is for 1000")
     if cache_ms:
         row("cache hit -> Cached p50", figures["cache_p50_ms"], "ms", 20)
         row("cache hit -> Cached p99", figures["cache_p99_ms"], "ms")
