@@ -5,6 +5,13 @@ the status the operator wrote earlier), the pod of the current attempt as last o
 when it is known not to exist), that attempt's outcome record, a cache record, the time and a
 random source, and returns the actions that bring the status in line with what was observed.
 
+Fewer writes, every transition kept: a pod seen Running is recorded only once it has been
+running for ``running_delay`` seconds (a timer looks again then), so a short task's Running and
+Completed go out in one status patch, each with its own timestamp in ``status.history``. An
+Unschedulable pod is reported only once the scheduler has said so for ``UNSCHEDULABLE_GRACE_S``:
+in a burst, pods wait for room for a moment, and telling each of them costs a patch and an event
+when the API server is busiest.
+
 Every decision is a function of observed state only, which is what makes the operator
 restart-safe and idempotent: feeding the same observation twice yields the actions once (after
 the first PatchStatus the status already says so, and the second call returns nothing), and a
@@ -66,6 +73,7 @@ __all__ = [
     "Event",
     "PatchStatus",
     "Requeue",
+    "UNSCHEDULABLE_GRACE_S",
     "decide",
     "pod_attempt",
     "pod_failure_reason",
@@ -74,6 +82,8 @@ __all__ = [
 
 # How soon a refused pod create is tried again (the operator's error backoff also applies).
 _CREATE_RETRY_S = 5.0
+UNSCHEDULABLE_GRACE_S = 10.0
+"""How long a pod may be Unschedulable before the run reports it (room is often made soon)."""
 # States in which the current attempt's pod exists (or is about to).
 _ACTIVE_STATES = frozenset({StateName.PENDING, StateName.RUNNING, StateName.RETRYING})
 
@@ -195,6 +205,7 @@ def decide(
     trouble: Trouble | None = None,
     pending_timeout: float | None = None,
     infrastructure_retries: int = 0,
+    running_delay: float = 0.0,
 ) -> Decision:
     """The actions that follow from what was observed.
 
@@ -204,20 +215,29 @@ def decide(
     failed (None: it did not); ``pending_timeout`` the operator's default for how long an
     attempt may take to start (``spec.pendingTimeoutSeconds`` wins); ``infrastructure_retries``
     how many attempts beyond the run's own retries a platform fault (``INFRASTRUCTURE_REASONS``)
-    gets.
+    gets; ``running_delay`` how long a pod must have been running before Running is recorded
+    on its own (0: at once).
     """
     state = taskrun.status.state
     if state in FINAL_STATES:
         return NOTHING
+    limit = taskrun.spec.pending_timeout_seconds or pending_timeout
     if state is None:
-        return _start(taskrun, cache_hit, now)
+        return _deadline(_start(taskrun, cache_hit, now), limit)
     if state is StateName.AWAITING_RETRY:
-        return _after_delay(taskrun, now)
+        return _deadline(_after_delay(taskrun, now), limit)
     if state in _ACTIVE_STATES:
-        limit = taskrun.spec.pending_timeout_seconds or pending_timeout
         return _observe_attempt(taskrun, pod, outcome, now, rng, trouble, limit,
-                                infrastructure_retries)
+                                infrastructure_retries, running_delay)
     return NOTHING
+
+
+def _deadline(decision: Decision, pending_timeout: float | None) -> Decision:
+    """An attempt that starts gets its pending deadline now: a pod that never changes again
+    (a volume that never mounts) sends no event that would set it later."""
+    if pending_timeout is None or not decision.of(CreatePod):
+        return decision
+    return Decision((*decision.actions, Requeue(float(pending_timeout))))
 
 
 def _start(taskrun: TaskRunResource, cache_hit: CacheRecord | None, now: datetime) -> Decision:
@@ -283,6 +303,7 @@ def _observe_attempt(
     trouble: Trouble | None,
     pending_timeout: float | None,
     infra: int = 0,
+    running_delay: float = 0.0,
 ) -> Decision:
     status = taskrun.status
     attempt = status.attempt
@@ -315,9 +336,21 @@ def _observe_attempt(
         return _conclude(taskrun, state, outcome, now, rng, why, running_since=_started(pod),
                          reason=reason, memory_limit=container_memory_limit(pod), infra=infra)
     if phase == "Pending":
-        return _cannot_start(taskrun, pod, pending_pod_trouble(pod), now, rng, pending_timeout)
+        found = pending_pod_trouble(pod)
+        recheck = None
+        if found is not None and found.reason == Reason.UNSCHEDULABLE:
+            recheck = _grace_left(_unschedulable_since(pod), now, UNSCHEDULABLE_GRACE_S)
+            if recheck > 0:
+                found = None  # not yet: the scheduler may find room in a moment
+            else:
+                recheck = None
+        return _cannot_start(taskrun, pod, found, now, rng, pending_timeout, recheck)
     if phase == "Running" and status.state is not StateName.RUNNING:
         at = _started(pod) or now
+        wait = _grace_left(_running_since(pod), now, running_delay)
+        if wait > 0:
+            # A short task's Running goes out with its Completed, in one patch.
+            return Decision((Requeue(wait),))
         return Decision((
             PatchStatus(
                 state_fields(StateName.RUNNING, None),
@@ -346,9 +379,11 @@ def _cannot_start(
     now: datetime,
     rng: random.Random | None,
     pending_timeout: float | None,
+    recheck: float | None = None,
 ) -> Decision:
     """The attempt has not started: say why (once per change of reason), end it at once when
-    waiting cannot help, end it at the pending deadline otherwise, and look again."""
+    waiting cannot help, end it at the pending deadline otherwise, and look again (at the
+    latest after ``recheck`` seconds, when given)."""
     status = taskrun.status
     attempt = status.attempt
     drop = (DeletePod(attempt),) if pod is not None else ()
@@ -370,8 +405,8 @@ def _cannot_start(
     left = None if pending_timeout is None else max(pending_timeout - waited, 0.0)
     if pod is None and trouble is not None:
         actions.append(Requeue(min(_CREATE_RETRY_S, left) if left is not None else _CREATE_RETRY_S))
-    elif left is not None:
-        actions.append(Requeue(left))
+    elif left is not None or recheck is not None:
+        actions.append(Requeue(min(x for x in (left, recheck) if x is not None)))
     return Decision(tuple(actions))
 
 
@@ -382,6 +417,32 @@ def outcome_state(outcome: Outcome) -> StateName:
 
 def _started(pod: Mapping[str, Any]) -> datetime | None:
     return _parse_time(pod.get("status", {}).get("startTime"))
+
+
+def _running_since(pod: Mapping[str, Any]) -> datetime | None:
+    """When the pod's container started running (else when the pod started)."""
+    for container in pod.get("status", {}).get("containerStatuses") or ():
+        since = _parse_time(((container.get("state") or {}).get("running") or {})
+                            .get("startedAt"))
+        if since is not None:
+            return since
+    return _started(pod)
+
+
+def _unschedulable_since(pod: Mapping[str, Any]) -> datetime | None:
+    for condition in pod.get("status", {}).get("conditions") or ():
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return _parse_time(condition.get("lastTransitionTime"))
+    return None
+
+
+def _grace_left(since: datetime | None, now: datetime, grace: float) -> float:
+    """Seconds until ``grace`` has passed since ``since`` (0: it has, or ``since`` is unknown).
+    Never more than ``grace``: the timestamps come from other clocks (kubelet, scheduler)."""
+    if since is None or grace <= 0:
+        return 0.0
+    elapsed = (now - since).total_seconds()
+    return min(grace, max(grace - elapsed, 0.0))
 
 
 def _conclude(

@@ -18,14 +18,19 @@ Errors (API or store unreachable) re-run the reconciliation with a capped backof
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import random
+import signal
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kopf._core.reactor.inventory import ResourceMemories  # kopf.run(memories=...) takes one
 
 from flowpod._contract.reasons import Reason
 from flowpod._contract.resources import GROUP, VERSION, TaskRunResource
@@ -43,6 +48,7 @@ from flowpod_operator.decisions import (
 )
 from flowpod_operator.flowruns import FlowRunController
 from flowpod_operator.kube import Conflict, KubeApi
+from flowpod_operator.observed import same_pod, slim_pod, slim_taskrun
 from flowpod_operator.pods import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -51,17 +57,22 @@ from flowpod_operator.pods import (
     pod_name,
 )
 from flowpod_operator.problems import Trouble
-from flowpod_operator.reconciling import GONE, Key, KeyedLoop, newer
+from flowpod_operator.reconciling import GONE, Key, KeyedLoop, newer, strictly_newer
 from flowpod_operator.settings import OperatorConfig
 from flowpod_operator.store import StoreRegistry, start_bucket_creator
 
-__all__ = ["Reconciler", "configure"]
+__all__ = ["ForgetfulMemories", "Reconciler", "configure", "log_counters"]
 
 logger = logging.getLogger("flowpod.operator")
 
 """Marks a pod whose deletion was observed (distinct from 'not seen yet')."""
 _ACTIVE = frozenset({StateName.PENDING, StateName.RUNNING, StateName.RETRYING})
 _MAX_CONFLICTS = 5
+_FINAL_WORDS = frozenset(state.value for state in FINAL_STATES)
+
+
+def _finished_state(body: dict[str, Any]) -> bool:
+    return (body.get("status") or {}).get("state") in _FINAL_WORDS
 
 
 def _owner(pod: dict[str, Any]) -> str | None:
@@ -81,6 +92,7 @@ class Reconciler(KeyedLoop):
         stores: StoreRegistry,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_in_flight: int | None = None,
     ) -> None:
         self.config = config
         self.api = api
@@ -89,29 +101,42 @@ class Reconciler(KeyedLoop):
         self.clock = clock
         super().__init__(
             ThreadPoolExecutor(config.api_workers, thread_name_prefix="flowpod-api"),
-            "TaskRun", logger,
+            "TaskRun", logger, max_in_flight,
         )
         self.taskruns: dict[Key, dict[str, Any]] = {}
+        self.counts: Counter[str] = Counter()
 
     def _tracks(self, key: Key) -> bool:
         return key in self.taskruns
+
+    def _keep_pod(self, body: dict[str, Any]) -> dict[str, Any]:
+        return slim_pod(body)
 
     # -- watch events ---------------------------------------------------------------------------
 
     async def taskrun_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         meta = body.get("metadata", {})
         key = (str(meta.get("namespace")), str(meta.get("name")))
+        self.counts["watch taskruns"] += 1
         if event_type == "DELETED":
             self._forget(key)
             return
-        if not newer(body, self.taskruns.get(key)):
+        current = self.taskruns.get(key)
+        if current is not None and not strictly_newer(body, current):
+            # Stale, or our own status patch echoed back: its answer is already here.
+            self.counts["watch taskruns skipped"] += 1
             return
-        self.taskruns[key] = body
-        await self.reconcile(key)
+        if current is None and _finished_state(body):
+            # A finished run (start-up listing, or a later change to one): nothing to decide.
+            self.counts["watch taskruns skipped"] += 1
+            return
+        self.taskruns[key] = slim_taskrun(body)
+        await self.reconcile_soon(key)
 
     async def pod_event(self, event_type: str | None, body: dict[str, Any]) -> None:
         meta = body.get("metadata", {})
         namespace, name = str(meta.get("namespace")), str(meta.get("name"))
+        self.counts["watch pods"] += 1
         owner = _owner(body)
         if owner is None:
             return
@@ -120,14 +145,27 @@ class Reconciler(KeyedLoop):
             # Its TaskRun is finished or not seen yet (start-up: the TaskRun's own event reads
             # the pod then). Remembering only active runs' pods keeps memory bounded.
             self.pods.pop(pod_key, None)
+            self.counts["watch pods skipped"] += 1
             return
         if event_type == "DELETED":
             self.pods[pod_key] = GONE
-        elif newer(body, self.pods.get(pod_key)):
-            self.pods[pod_key] = body
         else:
-            return
-        await self.reconcile((namespace, owner))
+            current = self.pods.get(pod_key)
+            if current is not None and current is not GONE and not strictly_newer(body, current):
+                self.counts["watch pods skipped"] += 1
+                return
+            slim = slim_pod(body)
+            self.pods[pod_key] = slim
+            if current is not None and current is not GONE and same_pod(slim, current):
+                # Scheduled, an IP, ready, our create echoed: nothing a decision reads.
+                self.counts["watch pods skipped"] += 1
+                return
+        await self.reconcile_soon((namespace, owner))
+
+    def counters(self) -> dict[str, int]:
+        """Watch events seen and skipped, reconciles, store reads and API requests by kind,
+        since start-up (the operator logs them; the benchmark reads them)."""
+        return {**self.counts, **{f"api {kind}": n for kind, n in self.api.requests.items()}}
 
     def _forget(self, key: Key) -> None:
         body = self.taskruns.pop(key, None)
@@ -154,11 +192,12 @@ class Reconciler(KeyedLoop):
                 await self._step(key, body, taskrun)
                 return
             except Conflict:
+                self.counts["conflicts"] += 1
                 fresh = await self._call(self.api.read_taskrun, *key)
                 if fresh is None:
                     self._forget(key)
                     return
-                self.taskruns[key] = fresh
+                self.taskruns[key] = slim_taskrun(fresh)
         raise RuntimeError(f"status patch kept conflicting {_MAX_CONFLICTS} times")
 
     async def _reject(self, key: Key, body: dict[str, Any], exc: ValueError) -> None:
@@ -176,10 +215,11 @@ class Reconciler(KeyedLoop):
         self._spawn(self._call(self.api.post_event, body, "Warning", "Invalid", message))
 
     def _finished(self, key: Key, taskrun: TaskRunResource) -> None:
-        # Finished runs need no memory: later events for them decide nothing.
+        # Finished runs need no memory: later events for them decide nothing. Their timers
+        # (a pending deadline, a delayed Running) go too.
         self.taskruns.pop(key, None)
         self.troubles.pop(key, None)
-        self._locks.pop(key, None)
+        self._drop_key(key)
         for attempt in range(1, taskrun.status.attempt + 1):
             self.pods.pop((key[0], pod_name(key[1], attempt)), None)
 
@@ -196,7 +236,7 @@ class Reconciler(KeyedLoop):
                 patched = await self._call(self.api.patch_status, key[0], key[1],
                                            body.get("metadata", {}).get("resourceVersion"),
                                            action.status_patch([]))
-                self.taskruns[key] = patched
+                self.taskruns[key] = slim_taskrun(patched)
             for event in told.of(Event):
                 self._spawn(self._call(self.api.post_event, body, event.type, event.reason,
                                        event.message))
@@ -212,15 +252,19 @@ class Reconciler(KeyedLoop):
                                            self.api.read_pod)
             phase = (pod or {}).get("status", {}).get("phase")
             if pod is None or phase in ("Succeeded", "Failed"):
+                self.counts["store outcome reads"] += 1
                 outcome = await self._read_store(key, body, taskrun, self.stores.outcome,
                                                  taskrun, taskrun.status.attempt)
         elif state is None and taskrun.spec.cache_key and not taskrun.spec.refresh_cache:
+            self.counts["store cache reads"] += 1
             cache_hit = await self._read_store(key, body, taskrun, self.stores.cache_record,
                                                taskrun)
         decision = decide(taskrun, pod, outcome, cache_hit, self.clock(), self.rng,
                           trouble=self.troubles.get(key),
                           pending_timeout=self.config.pending_timeout_seconds,
-                          infrastructure_retries=self.config.infrastructure_retries)
+                          infrastructure_retries=self.config.infrastructure_retries,
+                          running_delay=self.config.running_report_delay_seconds)
+        self.counts["reconciles"] += 1
         for action in decision.actions:
             if isinstance(action, CreatePod):
                 await self._create_pod(key, pod_manifest(taskrun, action.attempt, self.config),
@@ -229,11 +273,11 @@ class Reconciler(KeyedLoop):
                 await self._call(self.api.delete_pod, key[0], pod_name(key[1], action.attempt))
             elif isinstance(action, PatchStatus):
                 previous = body.get("status", {}).get("history") or []
-                patched = await self._call(
+                patched = slim_taskrun(await self._call(
                     self.api.patch_status, key[0], key[1],
                     body.get("metadata", {}).get("resourceVersion"),
                     action.status_patch(previous),
-                )
+                ))
                 if newer(patched, self.taskruns.get(key)):
                     self.taskruns[key] = patched
                 body = patched
@@ -269,6 +313,29 @@ class _NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
+class ForgetfulMemories(ResourceMemories):
+    """kopf's per-object memory, kept for no object.
+
+    kopf remembers every object it has seen (a memo, an error throttler, indexing and daemon
+    records: ~2.8 KB each) until the object is deleted - finished TaskRuns and their pods are
+    kept for good, so the operator's memory grew with every run. Those records serve daemons,
+    timers, indexes, memos and changing-handler patches; this operator has only
+    ``@kopf.on.event`` handlers, which keep their own state, so each event gets a fresh record
+    that is dropped after it.
+    """
+
+    async def recall(self, raw_body: Any, *, memobase: Any = None,
+                     noticed_by_listing: bool = False, ephemeral: bool = False) -> Any:
+        return await super().recall(raw_body, memobase=memobase,
+                                    noticed_by_listing=noticed_by_listing, ephemeral=True)
+
+
+def log_counters() -> None:
+    """Log the controller's counters as one JSON line (on SIGUSR1, and at shutdown)."""
+    if _reconciler is not None:
+        logger.info("flowpod counters: %s", json.dumps(_reconciler.counters(), sort_keys=True))
+
+
 _reconciler: Reconciler | None = None
 _flowruns: FlowRunController | None = None
 _config: OperatorConfig = OperatorConfig()
@@ -292,9 +359,9 @@ def _flow_controller() -> FlowRunController:
     return _flowruns
 
 
-@kopf.on.startup()
-async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    global _reconciler, _flowruns
+def tune(settings: kopf.OperatorSettings) -> None:
+    """kopf's settings for this operator (the start-up handler applies them; the local
+    benchmark too, to drive kopf's event processing the same way)."""
     # Only problems become Kubernetes events; routine handler logs stay in the operator's log.
     settings.posting.level = logging.WARNING
     settings.persistence.diffbase_storage = _NoDiffBase()
@@ -312,11 +379,20 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Dynamic CRD discovery needs a cluster-wide CRD watch (and RBAC): not needed here.
     settings.scanning.disabled = True
     settings.networking.request_timeout = 60
+
+
+@kopf.on.startup()
+async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    global _reconciler, _flowruns
+    tune(settings)
     _reconciler = Reconciler(
-        _config, KubeApi(max_connections=_config.api_workers), StoreRegistry(_config)
+        _config, KubeApi(max_connections=_config.api_workers), StoreRegistry(_config),
+        max_in_flight=_config.max_in_flight,
     )
     _flowruns = FlowRunController(_config, _reconciler.api, _reconciler.stores,
                                   _reconciler.executor, _reconciler.clock)
+    # `kill -USR1 <pid>`: the counters (API requests by kind, watch events handled and skipped).
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, log_counters)
     # FLOWPOD_S3_CREATE_BUCKET: in a daemon thread that retries until the storage server is up,
     # so neither start-up nor the liveness endpoint waits for it.
     start_bucket_creator(_config)
@@ -326,6 +402,7 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 async def _cleanup(**_: Any) -> None:
     global _reconciler, _flowruns
     _flowruns = None
+    log_counters()
     if _reconciler is not None:
         _reconciler.executor.shutdown(wait=False, cancel_futures=True)
         _reconciler.api.close()

@@ -9,6 +9,9 @@ worker thread. The rules of the game:
   patch computed from an outdated view fails with ``Conflict`` instead of appending history twice;
   the caller re-reads and decides again.
 - ``post_event``: best effort; an event that cannot be posted is logged, never fatal.
+
+``KubeApi.requests`` counts the calls made, by method and kind (``PATCH taskruns/status``), for
+the operator's counters (``flowpod_operator.handlers``) and the benchmarks.
 """
 
 from __future__ import annotations
@@ -17,16 +20,33 @@ import json
 import logging
 import os
 import socket
+import threading
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 from flowpod._contract.resources import API_VERSION, GROUP, VERSION
 
-__all__ = ["ApiError", "Conflict", "KubeApi"]
+__all__ = ["ApiError", "Conflict", "KubeApi", "request_kind"]
 
 logger = logging.getLogger("flowpod.operator.kube")
 
 _MERGE_PATCH = "application/merge-patch+json"
+
+
+def request_kind(method: str, path: str) -> str:
+    """``POST pods``, ``PATCH taskruns/status``, ``GET taskruns``: a request's method and the
+    kind it addresses (the path's resource plural, and its subresource if any)."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    # .../namespaces/<ns>/<plural>[/<name>[/<subresource>]]
+    if "namespaces" in parts:
+        rest = parts[parts.index("namespaces") + 2:]
+    else:
+        rest = parts[-1:]
+    kind = rest[0] if rest else "?"
+    if len(rest) >= 3:
+        kind = f"{kind}/{rest[2]}"
+    return f"{method} {kind}"
 
 
 class Conflict(Exception):
@@ -74,6 +94,8 @@ class KubeApi:
         self.host = str(self.configuration.host).rstrip("/")
         self.timeout = timeout
         self.instance = os.environ.get("HOSTNAME") or socket.gethostname()
+        self.requests: Counter[str] = Counter()
+        self._count_guard = threading.Lock()
 
     def close(self) -> None:
         self.api_client.close()
@@ -91,6 +113,8 @@ class KubeApi:
     def request(self, method: str, path: str, body: Any = None,
                 content_type: str | None = None) -> dict[str, Any]:
         """One API call; the decoded JSON answer, ApiError for any status >= 400."""
+        with self._count_guard:
+            self.requests[request_kind(method, path)] += 1
         data = None if body is None else json.dumps(body).encode("utf-8")
         if data is not None and content_type is None:
             content_type = "application/json"

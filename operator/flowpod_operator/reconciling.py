@@ -4,6 +4,12 @@ with backoff when a reconcile fails, and one timer per object for "look again la
 A controller (TaskRuns in ``handlers``, FlowRuns in ``flowruns``) subclasses ``KeyedLoop`` and
 supplies ``_reconcile_locked`` (observe, decide, act) and ``_tracks`` (whether it still knows the
 object). Blocking calls (the Kubernetes client, boto3) go to the shared thread pool via ``_call``.
+With ``max_in_flight``, watch events do not wait for their reconcile: ``enqueue`` puts the key
+in a ready queue (once, however many events arrive meanwhile: they coalesce) that
+``max_in_flight`` tasks work through. kopf's per-object worker then returns at once and drops the
+raw event, so a burst of thousands of new objects holds one small record each, not one raw body
+and one suspended handler each; and at most ``max_in_flight`` reconciles compete for the API
+threads at a time.
 Both kinds of run own one pod per attempt, so the loop also keeps the pods as last seen
 (``GONE``: known not to exist) and why the last pod create was refused, and creates and reads
 attempt pods the same way for both.
@@ -23,7 +29,8 @@ from typing import Any, TypeVar
 from flowpod_operator.kube import ApiError
 from flowpod_operator.problems import Trouble, create_refusal
 
-__all__ = ["ERROR_BACKOFF", "GONE", "Key", "KeyedLoop", "newer", "resource_version"]
+__all__ = ["ERROR_BACKOFF", "GONE", "Key", "KeyedLoop", "newer", "resource_version",
+           "strictly_newer"]
 
 _T = TypeVar("_T")
 Key = tuple[str, str]
@@ -50,11 +57,26 @@ def newer(candidate: dict[str, Any], current: dict[str, Any] | None) -> bool:
     return new is None or old is None or new >= old
 
 
+def strictly_newer(candidate: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether ``candidate`` is a later version than ``current`` (not the same one again, e.g.
+    the watch echoing a write whose answer is already in hand)."""
+    new, old = resource_version(candidate), resource_version(current)
+    if new is None or old is None:
+        return bool(candidate.get("metadata", {}).get("resourceVersion") != current.get(
+            "metadata", {}).get("resourceVersion"))
+    return new > old
+
+
 class KeyedLoop(abc.ABC):
     """Per-object locks, timers and error backoff around a controller's reconcile."""
 
-    def __init__(self, executor: ThreadPoolExecutor, kind: str, logger: logging.Logger) -> None:
+    def __init__(self, executor: ThreadPoolExecutor, kind: str, logger: logging.Logger,
+                 max_in_flight: int | None = None) -> None:
         self.executor = executor
+        self.max_in_flight = max_in_flight
+        self._ready: asyncio.Queue[Key] | None = None
+        self._queued: set[Key] = set()
+        self._busy = 0
         self._kind = kind
         self._logger = logger
         self._locks: dict[Key, asyncio.Lock] = {}
@@ -72,6 +94,10 @@ class KeyedLoop(abc.ABC):
     @abc.abstractmethod
     def _tracks(self, key: Key) -> bool:
         """Whether the object still exists as far as this controller knows."""
+
+    def _keep_pod(self, body: dict[str, Any]) -> dict[str, Any]:
+        """What is remembered of a pod read or created (a controller may keep less)."""
+        return body
 
     async def _call(self, fn: Callable[..., _T], *args: Any) -> _T:
         loop = asyncio.get_running_loop()
@@ -95,6 +121,8 @@ class KeyedLoop(abc.ABC):
         seen = self.pods.get((namespace, name))
         if seen is None:
             seen = await self._call(read, namespace, name)
+            if seen is not None:
+                seen = self._keep_pod(seen)
             self.pods[(namespace, name)] = seen if seen is not None else GONE
         return None if seen is GONE else seen
 
@@ -115,7 +143,7 @@ class KeyedLoop(abc.ABC):
             return
         self.troubles.pop(key, None)
         if newer(created, self.pods.get(pod_key)):
-            self.pods[pod_key] = created
+            self.pods[pod_key] = self._keep_pod(created)
 
     # -- scheduling -----------------------------------------------------------------------------
 
@@ -129,7 +157,46 @@ class KeyedLoop(abc.ABC):
 
     def _fire(self, key: Key) -> None:
         self._timers.pop(key, None)
-        self._spawn(self.reconcile(key))
+        if self.max_in_flight:
+            self.enqueue(key)
+        else:
+            self._spawn(self.reconcile(key))
+
+    # -- the ready queue (with max_in_flight) ------------------------------------------------------
+
+    async def reconcile_soon(self, key: Key) -> None:
+        """Reconcile ``key``: queued when the loop has a ready queue, else now."""
+        if self.max_in_flight:
+            self.enqueue(key)
+        else:
+            await self.reconcile(key)
+
+    def enqueue(self, key: Key) -> None:
+        """Queue ``key`` for a reconcile, unless it is queued already (events coalesce)."""
+        if key in self._queued:
+            return
+        if self._ready is None:
+            self._ready = asyncio.Queue()
+            for _ in range(self.max_in_flight or 1):
+                self._spawn(self._drain(self._ready))
+        self._queued.add(key)
+        self._ready.put_nowait(key)
+
+    async def _drain(self, ready: asyncio.Queue[Key]) -> None:
+        while True:
+            key = await ready.get()
+            # Taken off the queue before the reconcile: an event arriving during it queues the
+            # key again, so nothing observed meanwhile is missed.
+            self._queued.discard(key)
+            self._busy += 1
+            try:
+                await self.reconcile(key)
+            finally:
+                self._busy -= 1
+
+    def idle(self) -> bool:
+        """Nothing queued and no queued reconcile running (tests and benchmarks wait on it)."""
+        return not self._queued and self._busy == 0
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -139,6 +206,8 @@ class KeyedLoop(abc.ABC):
     # -- reconciliation -------------------------------------------------------------------------
 
     async def reconcile(self, key: Key) -> None:
+        if not self._tracks(key):
+            return  # finished or gone (a late timer): no lock to create, nothing to do
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             try:

@@ -97,6 +97,7 @@ DEFAULT_RUN_AS_USER = 1000
 DEFAULT_DEADLINE_ALLOWANCE_SECONDS = 30
 DEFAULT_PENDING_TIMEOUT_SECONDS = 300
 DEFAULT_INFRASTRUCTURE_RETRIES = 3
+DEFAULT_RUNNING_REPORT_DELAY_SECONDS = 2
 # Kubernetes validates runAsUser as a 32-bit signed value.
 _MAX_UID = 2**31 - 1
 _TRUE, _FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
@@ -199,6 +200,15 @@ class OperatorConfig:
     Warning events (failures, retries, crashes, timeouts) are always posted."""
     api_workers: int = 16
     """Threads making Kubernetes and S3 calls (both clients are synchronous)."""
+    max_in_flight: int = 32
+    """TaskRun reconciles running at once (``FLOWPOD_OPERATOR_MAX_IN_FLIGHT``); the rest wait
+    in a queue of names, where repeated events for one run coalesce. A few per API thread
+    keep the threads busy without piling up suspended handlers on two cores."""
+    running_report_delay_seconds: int = DEFAULT_RUNNING_REPORT_DELAY_SECONDS
+    """How long a pod must have been running before its run's Running state is written on its
+    own (``FLOWPOD_OPERATOR_RUNNING_REPORT_DELAY_SECONDS``; 0: at once). A task that ends
+    sooner gets Running and its final state in one status patch (both in ``status.history``,
+    each with its own time): one API write less per short task."""
     task_service_account: str = ""
     """ServiceAccount of task pods whose TaskRun names none, without a token
     (``FLOWPOD_OPERATOR_TASK_SERVICE_ACCOUNT``); empty: the namespace's default account."""
@@ -257,6 +267,8 @@ class OperatorConfig:
         ttl = _seconds(env, "FLOWPOD_OPERATOR_TTL_SECONDS")
         allowance = _seconds(env, "FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS")
         pending = _seconds(env, "FLOWPOD_OPERATOR_PENDING_TIMEOUT_SECONDS")
+        running_delay = _seconds(env, "FLOWPOD_OPERATOR_RUNNING_REPORT_DELAY_SECONDS")
+        in_flight = _seconds(env, "FLOWPOD_OPERATOR_MAX_IN_FLIGHT")
         # A count, not seconds, but the same rule: a whole number >= 0, unset keeps the default.
         infra = _seconds(env, "FLOWPOD_OPERATOR_INFRASTRUCTURE_RETRIES")
         defaults_text = env.get("FLOWPOD_OPERATOR_POD_DEFAULTS", "").strip()
@@ -277,6 +289,9 @@ class OperatorConfig:
             pod_defaults=PodDefaults.from_json(defaults_text) if defaults_text else PodDefaults(),
             success_events=env.get("FLOWPOD_OPERATOR_SUCCESS_EVENTS", "0") in ("1", "true", "yes"),
             api_workers=workers,
+            running_report_delay_seconds=(DEFAULT_RUNNING_REPORT_DELAY_SECONDS
+                                          if running_delay is None else running_delay),
+            max_in_flight=max(in_flight, 1) if in_flight is not None else 32,
         )
 
 

@@ -507,3 +507,77 @@ def test_user_failures_get_no_infrastructure_retries() -> None:
                       infrastructure_retries=3)
     ended = apply(taskrun, decision)
     assert ended.status.state == "Failed" and ended.status.reason == "TaskFailed"
+
+
+# -- fewer writes (issue 15) --------------------------------------------------------------------
+
+
+def _running_pod(since: datetime) -> dict[str, Any]:
+    running_pod = pod(1, "Running", started=since - timedelta(seconds=1))
+    running_pod["status"]["containerStatuses"] = [
+        {"name": "task", "state": {"running": {"startedAt": since.isoformat()}}}]
+    return running_pod
+
+
+def test_running_waits_for_the_report_delay_then_is_written_with_the_pods_start() -> None:
+    taskrun = start(make_taskrun())
+    seen = _running_pod(T0)
+    early = decide(taskrun, seen, None, None, T0 + timedelta(seconds=0.5), running_delay=2)
+    assert early.actions == (Requeue(1.5),)  # no patch yet: the timer looks again
+    later = apply(taskrun, decide(taskrun, seen, None, None, T0 + timedelta(seconds=2),
+                                  running_delay=2))
+    assert later.status.state == "Running"
+    assert later.status.history[-1].timestamp == T0 - timedelta(seconds=1)  # the pod's start
+
+
+def test_a_task_ending_within_the_delay_records_running_and_completed_in_one_patch() -> None:
+    taskrun = start(make_taskrun())
+    now = T0 + timedelta(seconds=1)
+    assert decide(taskrun, _running_pod(T0), None, None, now, running_delay=2).of(PatchStatus) \
+        == []
+    ended = pod(1, "Succeeded", started=T0 - timedelta(seconds=1))
+    decision = decide(taskrun, ended, completed(), None, now + timedelta(seconds=0.5),
+                      running_delay=2)
+    assert len(decision.of(PatchStatus)) == 1
+    done = apply(taskrun, decision)
+    assert [(e.state, e.timestamp) for e in done.status.history] == [
+        ("Pending", T0), ("Running", T0 - timedelta(seconds=1)),
+        ("Completed", now + timedelta(seconds=0.5))]
+
+
+def test_a_clock_ahead_of_ours_delays_running_by_the_delay_at_most() -> None:
+    taskrun = start(make_taskrun())
+    ahead = _running_pod(T0 + timedelta(minutes=5))
+    assert decide(taskrun, ahead, None, None, T0, running_delay=2).actions == (Requeue(2.0),)
+
+
+def _unschedulable(since: datetime) -> dict[str, Any]:
+    stuck = pod(1, "Pending", started=None)
+    stuck["status"]["conditions"] = [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/1 nodes are available: 1 Insufficient cpu.",
+        "lastTransitionTime": since.isoformat()}]
+    return stuck
+
+
+def test_unschedulable_is_reported_only_after_the_grace_period() -> None:
+    from flowpod_operator.decisions import UNSCHEDULABLE_GRACE_S
+
+    taskrun = start(make_taskrun())
+    stuck = _unschedulable(T0)
+    soon = decide(taskrun, stuck, None, None, T0 + timedelta(seconds=4), pending_timeout=300)
+    assert soon.actions == (Requeue(UNSCHEDULABLE_GRACE_S - 4),)
+    late = decide(taskrun, stuck, None, None, T0 + timedelta(seconds=UNSCHEDULABLE_GRACE_S),
+                  pending_timeout=300)
+    assert apply(taskrun, late).status.reason == "Unschedulable"
+    assert late.of(Event) and late.of(Requeue)
+
+
+def test_an_attempt_gets_its_pending_deadline_when_its_pod_is_created() -> None:
+    # Pod events that change nothing are not reconciled, so the deadline cannot wait for one.
+    decision = decide(make_taskrun(), None, None, None, T0, pending_timeout=300)
+    assert decision.of(CreatePod) == [CreatePod(1)] and decision.of(Requeue) == [Requeue(300.0)]
+    waiting = make_taskrun({"state": "AwaitingRetry", "attempt": 1,
+                            "nextRetryAt": T0.isoformat()}, retries=1)
+    retry = decide(waiting, None, None, None, T0, pending_timeout=60)
+    assert retry.of(CreatePod) == [CreatePod(2)] and retry.of(Requeue) == [Requeue(60.0)]

@@ -33,6 +33,7 @@ class FakeApi:
         self.events: list[tuple[str, str]] = []
         self.rv = 100
         self.conflict_next = False
+        self.requests: dict[str, int] = {}
 
     def _bump(self, obj: dict[str, Any]) -> dict[str, Any]:
         self.rv += 1
@@ -220,3 +221,186 @@ def test_taskrun_the_models_refuse_is_failed_with_the_reason() -> None:
         await until(lambda: ("Warning", "Invalid") in api.events)
 
     run(scenario)
+
+
+# -- less work and fewer writes per TaskRun (issue 15) ------------------------------------------
+
+
+def test_own_echoes_and_pod_events_that_change_nothing_are_not_reconciled() -> None:
+    async def scenario(rec: Reconciler, api: FakeApi, stores: FakeStores) -> None:
+        await rec.taskrun_event("ADDED", api.add_taskrun("g"))
+        assert rec.counts["reconciles"] == 1
+        await rec.taskrun_event("MODIFIED", api.read_taskrun("ns", "g") or {})  # our echo
+        await rec.pod_event("ADDED", api.read_pod("ns", "g-1") or {})  # our create echoed
+        pod = api.pods["g-1"]
+        pod["status"]["conditions"] = [{"type": "PodScheduled", "status": "True"}]
+        pod["status"]["podIP"] = "10.0.0.9"
+        await rec.pod_event("MODIFIED", api._bump(pod))  # scheduled: nothing decided on
+        assert rec.counts["reconciles"] == 1
+        assert rec.counts["watch taskruns skipped"] == 1
+        assert rec.counts["watch pods skipped"] == 2
+        assert api.patches == 1
+
+    run(scenario)
+
+
+def test_only_what_decisions_read_is_kept_of_runs_and_pods() -> None:
+    async def scenario(rec: Reconciler, api: FakeApi, stores: FakeStores) -> None:
+        body = api.add_taskrun("h")
+        body["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}]
+        await rec.taskrun_event("ADDED", body)
+        kept_run = rec.taskruns[("ns", "h")]
+        assert "managedFields" not in kept_run["metadata"]
+        kept_pod = rec.pods[("ns", "h-1")]
+        assert set(kept_pod) == {"metadata", "spec", "status"}
+        assert "ownerReferences" not in kept_pod["metadata"]
+        assert "volumes" not in kept_pod["spec"] and "env" not in str(kept_pod["spec"])
+
+    run(scenario)
+
+
+def test_a_finished_run_leaves_no_timer_lock_or_record_behind() -> None:
+    async def scenario(rec: Reconciler, api: FakeApi, stores: FakeStores) -> None:
+        await rec.taskrun_event("ADDED", api.add_taskrun("i"))
+        assert ("ns", "i") in rec._timers  # the pending deadline
+        stores.outcomes[("i", 1)] = Outcome(attempt=1, state="Completed", result_ref="r")
+        await rec.pod_event("MODIFIED", api.set_pod_phase("i-1", "Succeeded"))
+        assert state(api, "i") == "Completed"
+        assert not rec.taskruns and not rec.pods and not rec._timers and not rec._locks
+        await rec.reconcile(("ns", "i"))  # a late timer
+        assert not rec._locks
+
+    run(scenario)
+
+
+def test_a_short_task_costs_one_create_and_two_patches() -> None:
+    async def scenario(rec: Reconciler, api: FakeApi, stores: FakeStores) -> None:
+        from datetime import UTC, datetime
+
+        await rec.taskrun_event("ADDED", api.add_taskrun("j"))
+        now = datetime.now(UTC).isoformat()
+        api.pods["j-1"]["status"] = {"phase": "Running", "startTime": now, "containerStatuses": [
+            {"name": "task", "state": {"running": {"startedAt": now}}}]}
+        await rec.pod_event("MODIFIED", api._bump(api.pods["j-1"]))
+        assert state(api, "j") == "Pending"  # Running waits for the report delay
+        stores.outcomes[("j", 1)] = Outcome(attempt=1, state="Completed", result_ref="r")
+        api.pods["j-1"]["status"] = {"phase": "Succeeded", "startTime": now}
+        await rec.pod_event("MODIFIED", api._bump(api.pods["j-1"]))
+        assert state(api, "j") == "Completed"
+        assert api.creates == ["j-1"] and api.patches == 2 and api.events == []
+        assert [e["state"] for e in api.taskruns["j"]["status"]["history"]] == [
+            "Pending", "Running", "Completed"]
+
+    run(scenario)
+
+
+def test_a_cache_hit_is_answered_in_one_patch() -> None:
+    async def scenario(rec: Reconciler, api: FakeApi, stores: FakeStores) -> None:
+        from datetime import UTC, datetime
+
+        stores.records["ck"] = CacheRecord("ck", "k", "cache/ck.value", "pickle",
+                                           datetime.now(UTC), None)
+        await rec.taskrun_event("ADDED", api.add_taskrun("k", cacheKey="ck"))
+        await rec.taskrun_event("MODIFIED", api.read_taskrun("ns", "k") or {})  # the echo
+        assert state(api, "k") == "Cached"
+        assert api.patches == 1 and api.creates == [] and api.events == []
+        assert not rec.taskruns
+
+    run(scenario)
+
+
+def test_counters_name_the_api_requests_by_kind() -> None:
+    from flowpod_operator.kube import request_kind
+
+    assert request_kind("POST", "/api/v1/namespaces/ns/pods") == "POST pods"
+    assert request_kind("GET", "/api/v1/namespaces/ns/pods/a-1") == "GET pods"
+    assert request_kind(
+        "PATCH", "/apis/flowpod.dev/v1alpha1/namespaces/ns/taskruns/a/status"
+    ) == "PATCH taskruns/status"
+    assert request_kind("GET", "/api/v1/namespaces/ns/pods?labelSelector=x") == "GET pods"
+
+
+def test_kopf_keeps_no_memory_of_the_objects_it_has_handled() -> None:
+    from flowpod_operator.handlers import ForgetfulMemories
+
+    async def scenario() -> None:
+        memories = ForgetfulMemories()
+        body = {"metadata": {"uid": "u-1", "name": "a", "namespace": "ns"}}
+        first = await memories.recall(body)
+        second = await memories.recall(body, noticed_by_listing=True)
+        assert first is not second  # a fresh record per event
+        assert list(memories.iter_all_memories()) == []
+
+    asyncio.run(scenario())
+
+
+def test_the_counters_are_logged_as_one_json_line(caplog: Any) -> None:
+    import json
+    import logging
+
+    from flowpod_operator import handlers
+
+    async def scenario(rec: Reconciler, api: FakeApi, stores: FakeStores) -> None:
+        await rec.taskrun_event("ADDED", api.add_taskrun("l"))
+        api.requests["POST pods"] = 1
+        handlers._reconciler = rec
+        try:
+            with caplog.at_level(logging.INFO, logger="flowpod.operator"):
+                handlers.log_counters()
+        finally:
+            handlers._reconciler = None
+
+    run(scenario)
+    line = next(r.getMessage() for r in caplog.records if "flowpod counters" in r.getMessage())
+    counters = json.loads(line.split("flowpod counters: ", 1)[1])
+    assert counters["reconciles"] == 1 and counters["watch taskruns"] == 1
+    assert counters["api POST pods"] == 1
+
+
+def test_capping_malloc_arenas_is_harmless_anywhere() -> None:
+    from flowpod_operator.__main__ import limit_malloc_arenas
+
+    assert limit_malloc_arenas() in (True, False)  # False: not glibc, nothing done
+
+
+def test_queued_events_coalesce_and_at_most_max_in_flight_reconciles_run() -> None:
+    api, stores = FakeApi(), FakeStores()
+    running_now = [0]
+    most = [0]
+
+    async def main() -> None:
+        rec = Reconciler(CONFIG, api, stores, max_in_flight=3)  # type: ignore[arg-type]
+        step = rec._step
+
+        async def counted(*args: Any) -> None:
+            running_now[0] += 1
+            most[0] = max(most[0], running_now[0])
+            try:
+                await asyncio.sleep(0.01)  # a slow API: reconciles overlap if allowed to
+                await step(*args)
+            finally:
+                running_now[0] -= 1
+
+        rec._step = counted  # type: ignore[method-assign]
+        try:
+            for i in range(10):
+                await rec.taskrun_event("ADDED", api.add_taskrun(f"q{i}"))
+            # The handler returned at once: nothing reconciled yet, all ten queued.
+            assert api.creates == [] and len(rec._queued) == 10
+            await until(rec.idle)
+            assert sorted(api.creates) == sorted(f"q{i}-1" for i in range(10))
+            assert most[0] == 3
+
+            # Three pod events for one run while it waits in the queue: one reconcile.
+            stores.outcomes[("q0", 1)] = Outcome(attempt=1, state="Completed", result_ref="r")
+            before = rec.counts["reconciles"]
+            for phase in ("Running", "Running", "Succeeded"):
+                api.pods["q0-1"]["status"] = {"phase": phase}
+                await rec.pod_event("MODIFIED", api._bump(api.pods["q0-1"]))
+            assert len(rec._queued) == 1  # no await between them yielded to the queue
+            await until(rec.idle)
+            assert rec.counts["reconciles"] == before + 1 and state(api, "q0") == "Completed"
+        finally:
+            rec.executor.shutdown(wait=True)
+
+    asyncio.run(main())
