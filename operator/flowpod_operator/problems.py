@@ -198,8 +198,23 @@ def ended_pod(
     if outcome_state is not None:
         return outcome_state, None, None
     return StateName.CRASHED, Reason.NO_OUTCOME, (
-        f"Pod {name} failed without writing an outcome record (exit code {exit_code(pod)})"
+        f"Pod {name} failed without writing an outcome record (exit code {exit_code(pod)}"
+        f"{_termination_detail(pod)})"
     )
+
+
+def _termination_detail(pod: Mapping[str, Any]) -> str:
+    """', <reason>: <message>' of the container's end when the kubelet gives one beyond a plain
+    Error (e.g. StartError: the runtime could not start the container), so the message says who
+    failed: the task's process or the node."""
+    for terminated in _terminated_states(pod):
+        reason = terminated.get("reason")
+        if reason and reason not in ("Error", "Completed"):
+            text = " ".join(str(terminated.get("message") or "").split())
+            if len(text) > 300:
+                text = text[:297] + "..."
+            return f", {reason}: {text}" if text else f", {reason}"
+    return ""
 
 
 # -- the attempts of a run (TaskRun or FlowRun status) ------------------------------------------

@@ -201,17 +201,31 @@ class Accounting:
     extra: int
     duplicate_keys: list[str] = field(default_factory=list)
     not_completed: dict[str, Any] = field(default_factory=dict)
+    start_failures: list[str] = field(default_factory=list)
+    """Pods whose container the runtime failed to start (kubelet: StartError, exit code 128):
+    the node's trouble, not the fault's; their retry is the operator doing its job."""
 
     def faultless(self) -> bool:
         return self.lost == 0 and self.duplicates == 0 and self.extra == 0 \
             and self.taskruns == self.expected
 
 
+def _start_failed(pod: dict[str, Any]) -> bool:
+    """The container never ran: the runtime could not start it (runc/containerd refused under
+    load), which the kubelet reports as terminated with reason StartError and exit code 128."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or ():
+        ended = (status.get("state") or {}).get("terminated") or {}
+        if ended.get("reason") in ("StartError", "ContainerCannotRun"):
+            return True
+    return False
+
+
 def account(pods: Recorder, taskruns: Recorder, expected: int,
             role: str = "task") -> Accounting:
     """Lost: expected tasks without a Completed TaskRun. Duplicates: pods beyond the first for one
     (TaskRun, attempt). Extra: pods beyond one per TaskRun (duplicates, or attempts a fault
-    caused: the tasks here never fail, so every TaskRun needs exactly one pod)."""
+    caused: the tasks here never fail, so every TaskRun needs exactly one pod), not counting the
+    retries of pods whose container the runtime failed to start, listed apart."""
     runs = {str(tr["metadata"]["name"]): tr for tr in taskruns.snapshot()}
     task_pods = [p for p in pods.snapshot()
                  if TASKRUN_LABEL in ((p.get("metadata") or {}).get("labels") or {})]
@@ -223,11 +237,13 @@ def account(pods: Recorder, taskruns: Recorder, expected: int,
     duplicates = {key: uids for key, uids in by_attempt.items() if len(uids) > 1}
     done = {name for name, tr in runs.items()
             if (tr.get("status") or {}).get("state") == "Completed"}
+    never_started = [p["metadata"]["name"] for p in task_pods if _start_failed(p)]
     return Accounting(
         expected=expected, taskruns=len(runs), completed=len(done), pods=len(task_pods),
         lost=expected - len(done),
         duplicates=sum(len(uids) - 1 for uids in duplicates.values()),
-        extra=max(0, len(task_pods) - len(runs)),
+        extra=max(0, len(task_pods) - len(runs) - len(never_started)),
+        start_failures=never_started,
         duplicate_keys=[f"{tr}#{attempt}" for tr, attempt in duplicates],
         not_completed={name: (tr.get("status") or {}) for name, tr in runs.items()
                        if name not in done},

@@ -69,6 +69,14 @@ def test_ended_pods_follow_the_taxonomy() -> None:
     no_outcome = ended_pod(failed(containerStatuses=[{"state": {"terminated": {
         "reason": "Error", "exitCode": 3}}}]), None, None)
     assert no_outcome[:2] == (StateName.CRASHED, "NoOutcome") and "exit code 3" in no_outcome[2]
+    assert no_outcome[2].endswith("(exit code 3)"), "a plain Error adds nothing"
+    never_ran = ended_pod(failed(containerStatuses=[{"state": {"terminated": {
+        "reason": "StartError", "exitCode": 128,
+        "message": "failed to create containerd task:\n  context deadline exceeded"}}}]),
+        None, None)
+    assert never_ran[:2] == (StateName.CRASHED, "NoOutcome")
+    assert never_ran[2] is not None and never_ran[2].endswith(
+        "(exit code 128, StartError: failed to create containerd task: context deadline exceeded)")
     user = ended_pod(failed(), None, StateName.FAILED)
     assert user == (StateName.FAILED, None, None)
     unlimited = ended_pod(failed(containerStatuses=[{"state": {"terminated": {
