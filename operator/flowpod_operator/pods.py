@@ -27,10 +27,10 @@ from flowpod._contract.labels import (
     MANAGED_BY_LABEL,
     ROLE_LABEL,
     TASKRUN_LABEL,
+    attempt_pod_name,
+    flow_pod_name,
     label_value,
 )
-from flowpod._contract.labels import MAX_NAME as _MAX_NAME
-from flowpod._contract.labels import short_hash as _short_hash
 from flowpod._contract.resources import API_VERSION, FlowRunResource, TaskRunResource
 from flowpod._storage.config import StorageConfig
 from flowpod_operator.memory import parse_memory
@@ -64,16 +64,8 @@ _T = TypeVar("_T")
 
 
 def pod_name(taskrun: str, attempt: int) -> str:
-    """``<taskrun>-<attempt>``; names longer than 63 characters keep a prefix and get an 8-hex
-    hash of the full name before the attempt, so distinct TaskRuns never share a pod name."""
-    if attempt < 1:
-        raise ValueError(f"attempts are numbered from 1, got {attempt}")
-    name = f"{taskrun}-{attempt}"
-    if len(name) <= _MAX_NAME:
-        return name
-    suffix = f"-{_short_hash(name)}-{attempt}"
-    prefix = taskrun[: _MAX_NAME - len(suffix)].rstrip("-.")
-    return prefix + suffix
+    """The pod of ``attempt`` of ``taskrun`` (``flowpod._contract.labels.attempt_pod_name``)."""
+    return attempt_pod_name(taskrun, attempt)
 
 
 def _storage_env(
@@ -220,11 +212,6 @@ def _raise_memory(container: dict[str, Any], limit: str) -> None:
     request = (resources.get("requests") or {}).get("memory")
     if request is not None and parse_memory(request) > parse_memory(limit):
         resources["requests"]["memory"] = limit
-
-
-def flow_pod_name(flowrun: str, attempt: int) -> str:
-    """``<flowrun>-flow-<attempt>``, shortened with a hash like task pods' names."""
-    return pod_name(f"{flowrun}-flow", attempt)
 
 
 def flow_pod_manifest(

@@ -363,3 +363,19 @@ def test_submit_names_the_settings_when_the_store_settings_are_wrong(
     code, _, err = _invoke("submit", _typed(tmp_path), "-p", "n=1")
     assert code == 2 and "(settings: environment)" in err and "bucket" in err
     assert "Traceback" not in err
+
+
+def test_describe_names_earlier_attempts_pods_as_the_operator_does() -> None:
+    from flowpod._cli.describe import attempts_of
+    from flowpod_operator.pods import flow_pod_name, pod_name
+
+    long_name = "load-" + "x" * 70
+    for kind, expected in (("TaskRun", pod_name), ("FlowRun", flow_pod_name)):
+        history = [{"state": state, "type": "FAILED", "attempt": attempt,
+                    "timestamp": f"2026-11-30T01:0{attempt}:00Z"}
+                   for attempt, state in ((1, "Pending"), (1, "Crashed"), (2, "Retrying"))]
+        obj = {"kind": kind, "metadata": {"name": long_name},
+               "status": {"attempt": 2, "pod": expected(long_name, 2), "history": history}}
+        pods = [row[1] for row in attempts_of(obj)]
+        assert pods == [expected(long_name, 1), expected(long_name, 2)], pods
+        assert all(len(pod) <= 63 for pod in pods)

@@ -22,14 +22,18 @@ import click
 from flowpod._cli import access
 from flowpod._cli.errors import CliUsageError
 from flowpod._cli.get import age, format_table
-from flowpod._contract.labels import FLOWRUN_LABEL, label_value
+from flowpod._contract.labels import (
+    FLOWRUN_LABEL,
+    attempt_pod_name,
+    flow_pod_name,
+    label_value,
+)
 
 if TYPE_CHECKING:
     from flowpod._kube.flowrun_api import FlowRunApi
 
 __all__ = ["attempts_of", "describe_command", "inspect_command", "render_description"]
 
-_MAX_POD_NAME = 63  # a pod name is a DNS label
 _COUNT_LABELS = (("pending", "pending"), ("running", "running"),
                  ("awaitingRetry", "awaiting retry"), ("completed", "completed"),
                  ("cached", "cached"), ("failed", "failed"), ("timedOut", "timed out"),
@@ -53,16 +57,18 @@ def _seconds(value: float) -> str:
 
 
 def _pod_of(obj: Mapping[str, Any], attempt: int) -> str:
-    """The pod of ``attempt``: status.pod for the current one; earlier ones follow the
-    operator's '<base>-<attempt>' naming (unknown when the name had to be shortened)."""
+    """The pod of ``attempt``: status.pod for the current one; earlier ones by the naming the
+    operator follows (``flowpod._contract.labels``)."""
     status = obj.get("status") or {}
     current, pod = int(status.get("attempt") or 0), status.get("pod")
     if pod and attempt == current:
         return str(pod)
     name = str(obj["metadata"]["name"])
-    base = f"{name}-flow" if obj.get("kind") == "FlowRun" else name
-    guess = f"{base}-{attempt}"
-    return guess if len(guess) <= _MAX_POD_NAME else "<unknown>"
+    if attempt < 1:
+        return "<none>"
+    if obj.get("kind") == "FlowRun":
+        return flow_pod_name(name, attempt)
+    return attempt_pod_name(name, attempt)
 
 
 def attempts_of(obj: Mapping[str, Any]) -> list[list[str]]:

@@ -1,4 +1,5 @@
-"""The labels flowpod puts on its Kubernetes objects, and how a name becomes a label value.
+"""The labels flowpod puts on its Kubernetes objects, how a name becomes a label value, and how
+an attempt's pod is named.
 
 One definition for every side that writes or selects them: the SDK's task runner and CLI, the
 flow and task pods, the operator. A FlowRun or TaskRun name may be up to 253 characters, a label
@@ -20,6 +21,8 @@ __all__ = [
     "RUNNER_LABEL",
     "TASKRUN_LABEL",
     "TASK_LABEL",
+    "attempt_pod_name",
+    "flow_pod_name",
     "label_value",
     "short_hash",
 ]
@@ -48,3 +51,23 @@ def label_value(value: str) -> str:
         return value
     prefix = re.sub(r"[^-A-Za-z0-9_.]", "-", value)[: MAX_NAME - 9].strip("-_.")
     return f"{prefix}-{short_hash(value)}" if prefix else short_hash(value)
+
+
+def attempt_pod_name(run: str, attempt: int) -> str:
+    """The pod of ``attempt`` of TaskRun ``run``: ``<run>-<attempt>``; names longer than 63
+    characters keep a prefix and get an 8-hex hash of the full name before the attempt, so
+    distinct runs never share a pod name. The operator creates it; the CLI finds it by it."""
+    if attempt < 1:
+        raise ValueError(f"attempts are numbered from 1, got {attempt}")
+    name = f"{run}-{attempt}"
+    if len(name) <= MAX_NAME:
+        return name
+    suffix = f"-{short_hash(name)}-{attempt}"
+    prefix = run[: MAX_NAME - len(suffix)].rstrip("-.")
+    return prefix + suffix
+
+
+def flow_pod_name(flowrun: str, attempt: int) -> str:
+    """The flow pod of ``attempt`` of FlowRun ``flowrun``: ``<flowrun>-flow-<attempt>``, shortened
+    the same way."""
+    return attempt_pod_name(f"{flowrun}-flow", attempt)
