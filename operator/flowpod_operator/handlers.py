@@ -65,7 +65,6 @@ __all__ = ["ForgetfulMemories", "Reconciler", "configure", "log_counters"]
 
 logger = logging.getLogger("flowpod.operator")
 
-"""Marks a pod whose deletion was observed (distinct from 'not seen yet')."""
 _ACTIVE = frozenset({StateName.PENDING, StateName.RUNNING, StateName.RETRYING})
 _MAX_CONFLICTS = 5
 _FINAL_WORDS = frozenset(state.value for state in FINAL_STATES)

@@ -44,8 +44,12 @@ def _container_state(state: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return {"waiting": {key: waiting[key] for key in ("reason", "message") if key in waiting}}
     terminated = state.get("terminated")
     if terminated is not None:
-        return {"terminated": {key: terminated[key] for key in ("exitCode", "reason")
-                               if key in terminated}}
+        # The message says why a container that never ran ended (StartError: the runtime's
+        # words), which the NoOutcome status message carries; bounded as the status keeps it.
+        kept = {key: terminated[key] for key in ("exitCode", "reason") if key in terminated}
+        if terminated.get("message"):
+            kept["message"] = str(terminated["message"])[:300]
+        return {"terminated": kept}
     running = state.get("running")
     if running is not None:
         return {"running": {key: running[key] for key in ("startedAt",) if key in running}}

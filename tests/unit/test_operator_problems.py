@@ -114,3 +114,19 @@ def test_pending_timeout_setting() -> None:
     assert OperatorConfig.from_env(env).pending_timeout_seconds == 45
     off = {"FLOWPOD_OPERATOR_PENDING_TIMEOUT_SECONDS": "0"}
     assert OperatorConfig.from_env(off).pending_timeout_seconds is None
+
+
+def test_the_operator_s_slim_pod_keeps_why_a_container_never_ran() -> None:
+    from flowpod_operator.observed import slim_pod
+
+    full = {"metadata": {"name": "p-1", "managedFields": [{"big": "x" * 1000}]},
+            "spec": {"containers": [{"name": "task"}]},
+            "status": {"phase": "Failed", "containerStatuses": [{"name": "task", "state": {
+                "terminated": {"reason": "StartError", "exitCode": 128, "startedAt": None,
+                               "message": "failed to create containerd task: " + "y" * 400}}}]}}
+    slim = slim_pod(full)
+    assert "managedFields" not in slim["metadata"]
+    state, reason, message = ended_pod(slim, None, None)
+    assert (state, reason) == (StateName.CRASHED, "NoOutcome")
+    assert message is not None and "exit code 128, StartError: failed to create containerd task" \
+        in message and len(message) < 450
