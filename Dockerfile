@@ -1,7 +1,8 @@
 # flowpod's one image: the operator (`flowpod-operator`, the default command), the flow and task
 # runners of the pods the operator starts (`python -m flowpod.pod flow|task ...`) and the `flowpod`
-# CLI. The Helm chart and the operator always set the container's `command`, so the image has no
-# ENTRYPOINT that an override would have to work around.
+# CLI, with `flowpod ui`, the dashboard the chart runs with ui.enabled. The Helm chart and the
+# operator always set the container's `command`, so the image has no ENTRYPOINT that an override
+# would have to work around.
 #
 #   docker build -t flowpod:dev .                                     (or: make image)
 #   docker build -t my-flows:1 --build-arg EXTRA_REQUIREMENTS="pandas==2.2.3 requests" .
@@ -40,9 +41,10 @@ WORKDIR /src
 
 # flowpod's dependencies first, read from pyproject.toml alone: this layer (the slow downloads)
 # stays cached while only the source changes, which is every `make kind-load` of a dev loop. The
-# image runs the operator, so the `operator` extra (kopf) is installed with the base dependencies.
+# image runs the operator and the chart's dashboard (ui.enabled: `flowpod ui`), so the `operator`
+# (kopf) and `ui` (starlette, jinja2, uvicorn) extras are installed with the base dependencies.
 COPY pyproject.toml ./
-RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["operator"]))' \
+RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; extras = p["optional-dependencies"]; print("\n".join(p["dependencies"] + extras["operator"] + extras["ui"]))' \
         > /tmp/requirements.txt \
     && /opt/flowpod/bin/python -m pip install -r /tmp/requirements.txt
 
@@ -67,7 +69,7 @@ ARG EXTRA_REQUIREMENTS=""
 # Timestamp .pyc files stay valid in the final stage: COPY --from keeps the sources' mtimes.
 RUN wheel="$(echo /wheels/flowpod-*.whl)" \
     && set -f \
-    && /opt/flowpod/bin/python -m pip install "${wheel}[operator]" ${EXTRA_REQUIREMENTS} \
+    && /opt/flowpod/bin/python -m pip install "${wheel}[operator,ui]" ${EXTRA_REQUIREMENTS} \
     && /opt/flowpod/bin/python -m pip check \
     && /opt/flowpod/bin/python -m compileall -q -j 0 /opt/flowpod/lib
 

@@ -5,9 +5,11 @@ this checkout with the ServiceAccount token the chart binds, the environment the
 (S3 settings, the credentials Secret by reference, the watched namespace), the chart's non-root
 user and read-only root filesystem, and its probes. Nothing of the operator is started by the
 test itself, so a missing permission, a wrong variable or a wrong Secret reference in the chart
-fails here. ``helm uninstall`` then
-removes the release and keeps the CRDs and the runs (crds.keep); before that, ``helm upgrade``
-replaces the operator pod with one running the new settings.
+fails here. The same install runs the dashboard (ui.enabled): the image's `flowpod ui` as the
+chart's non-root, read-only pod with its own read-only ServiceAccount, which serves the example
+run once it finished. ``helm uninstall`` then removes the release and keeps the CRDs and the runs
+(crds.keep); before that, ``helm upgrade`` replaces the operator pod with one running the new
+settings.
 """
 
 from __future__ import annotations
@@ -41,6 +43,24 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _page(url: str) -> str | None:
+    """The body of a 200 answer, else None (not up yet, or an error page)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode()) if response.status == 200 else None
+    except OSError:
+        return None
+
+
+def _can_i(cluster: Cluster, verb: str, resource: str, namespace: str, account: str) -> bool:
+    # `can-i get pods/log` would ask about a pod named "log": a subresource is its own flag.
+    resource, _, subresource = resource.partition("/")
+    args = ["auth", "can-i", verb, resource, "-n", namespace,
+            f"--as=system:serviceaccount:{account}"]
+    args += [f"--subresource={subresource}"] if subresource else []
+    return cluster.kubectl(*args, check=False).stdout.strip() == "yes"
+
+
 def _ready(pod: dict[str, Any]) -> bool:
     conditions = pod.get("status", {}).get("conditions") or []
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
@@ -72,6 +92,8 @@ def test_helm_install_runs_the_example_flow_and_uninstall_keeps_the_runs(
         "s3.prefix": f"chart-{release}",
         "s3.existingSecret": CREDENTIALS_SECRET,
         "ttlSecondsAfterFinished": 3600,
+        # The dashboard, read-only, in the watched namespace (ui.namespaces follows it).
+        "ui.enabled": True,
     }
     helm(cluster, "install", release, str(CHART), "--namespace", namespace, "--take-ownership",
          *set_json_args(values))
@@ -91,6 +113,29 @@ def test_helm_install_runs_the_example_flow_and_uninstall_keeps_the_runs(
         container = pod["spec"]["containers"][0]
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+        # The dashboard: rolled out, Ready (its probes hit /healthz), hardened like the operator,
+        # with its own account, which reads pods' logs but no Secret and may not cancel a run.
+        dashboard = f"{release}-flowpod-ui"
+        cluster.kubectl("rollout", "status", f"deployment/{dashboard}", "-n", namespace,
+                        "--timeout=120s", timeout=150)
+        (ui_pod,) = _get(cluster, "pods", "-n", namespace, "-l",
+                         f"app.kubernetes.io/instance={release},"
+                         "app.kubernetes.io/component=ui")["items"]
+        assert _ready(ui_pod), ui_pod["status"]
+        assert ui_pod["spec"]["serviceAccountName"] == dashboard
+        assert ui_pod["spec"]["securityContext"]["runAsNonRoot"] is True
+        (ui_container,) = ui_pod["spec"]["containers"]
+        assert ui_container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert ui_container["securityContext"]["allowPrivilegeEscalation"] is False
+        (ui_port,) = [p["containerPort"] for p in ui_container["ports"] if p["name"] == "http"]
+        ui_url = f"http://{ui_pod['status']['podIP']}:{ui_port}"
+        assert _healthy(f"{ui_url}/healthz")
+        account = f"{namespace}:{dashboard}"
+        assert _can_i(cluster, "watch", "flowruns.flowpod.dev", namespace, account)
+        assert _can_i(cluster, "get", "pods/log", namespace, account)
+        assert not _can_i(cluster, "get", "secrets", namespace, account)
+        assert not _can_i(cluster, "patch", "flowruns.flowpod.dev", namespace, account)
 
         cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
         name = yaml.safe_load(EXAMPLE.read_text())["metadata"]["name"]
@@ -114,6 +159,10 @@ def test_helm_install_runs_the_example_flow_and_uninstall_keeps_the_runs(
         for task_pod in task_pods:
             assert task_pod["spec"]["serviceAccountName"] == "flowpod-task-runner"
             assert task_pod["spec"]["automountServiceAccountToken"] is False
+
+        # The dashboard's runs page lists the finished run (its shared watch saw it).
+        wait_for(lambda: name in (_page(f"{ui_url}/") or ""), 60,
+                 f"the dashboard's runs page to list {name}", interval=0.5)
 
         # An upgrade replaces the operator (Recreate) with the new settings and the CRDs stay.
         old_pod = pod["metadata"]["name"]
@@ -141,6 +190,10 @@ def test_helm_install_runs_the_example_flow_and_uninstall_keeps_the_runs(
         assert cluster.kubectl("get", "deployment", deployment, "-n", namespace,
                                check=False).returncode != 0
         assert cluster.kubectl("get", "clusterrole", deployment, check=False).returncode != 0
+        for kind in ("deployment", "service", "serviceaccount", "rolebinding"):
+            assert cluster.kubectl("get", kind, dashboard, "-n", namespace,
+                                   check=False).returncode != 0, kind
+        assert cluster.kubectl("get", "clusterrole", dashboard, check=False).returncode != 0
         for crd in ("flowruns.flowpod.dev", "taskruns.flowpod.dev"):
             kept = _get(cluster, "crd", crd)
             assert kept["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"

@@ -7,6 +7,9 @@ wheel from the tree the builder stage copies.
 from __future__ import annotations
 
 import re
+import shlex
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -68,6 +71,25 @@ def test_extra_requirements_are_installed_into_the_venv(dockerfile: Dockerfile) 
         # Unquoted so the specs split on spaces; `set -f` first, so `pkg[extra]` is not a glob.
         use = uses.search(run)
         assert use is not None and "set -f" in run[: use.start()], run
+
+
+def test_the_image_installs_the_operator_and_dashboard_extras(dockerfile: Dockerfile) -> None:
+    # The chart runs `flowpod-operator` and, with ui.enabled, `flowpod ui` from this one image.
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    runs = [run.args for run in dockerfile.builder.all("RUN")]
+    # The dependency layer: its script, run on pyproject.toml, lists the base dependencies and
+    # both extras' (so the slow downloads are cached before the source is copied).
+    (layer,) = [args for args in runs if "tomllib" in args]
+    words = shlex.split(layer)
+    script = words[words.index("-c") + 1]
+    listed = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                            text=True, check=True).stdout.splitlines()
+    assert sorted(listed) == sorted(
+        PYPROJECT["project"]["dependencies"] + extras["operator"] + extras["ui"])
+    # The wheel's install names the same extras, so pip check sees them resolved together.
+    installs = re.findall(r'pip install "\$\{wheel\}\[([^\]]*)\]"', " ".join(runs))
+    assert installs and {frozenset(i.split(",")) for i in installs} == {
+        frozenset({"operator", "ui"})}, installs
 
 
 def test_no_entrypoint_and_the_default_command_is_a_console_script(

@@ -88,7 +88,10 @@ def test_schema_refuses_unknown_keys_at_every_level() -> None:
     assert closed(_schema(), "") == []
 
 
-@pytest.mark.parametrize("template", ["operator-rbac.yaml", "flow-runner-rbac.yaml"])
+RBAC_TEMPLATES = ("operator-rbac.yaml", "flow-runner-rbac.yaml", "ui-rbac.yaml")
+
+
+@pytest.mark.parametrize("template", RBAC_TEMPLATES)
 def test_every_rbac_rule_says_why(template: str) -> None:
     lines = (CHART / "templates" / template).read_text().splitlines()
     rules = [n for n, line in enumerate(lines) if line.strip().startswith("- apiGroups:")]
@@ -99,7 +102,7 @@ def test_every_rbac_rule_says_why(template: str) -> None:
 
 
 def test_no_rbac_rule_grants_secrets_or_wildcards() -> None:
-    for template in ("operator-rbac.yaml", "flow-runner-rbac.yaml"):
+    for template in RBAC_TEMPLATES:
         text = (CHART / "templates" / template).read_text()
         for line in text.splitlines():
             if line.strip().startswith(("resources:", "verbs:", "- apiGroups:")):

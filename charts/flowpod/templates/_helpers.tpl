@@ -32,6 +32,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: minio
 {{- end -}}
 
+{{- define "flowpod.uiSelector" -}}
+app.kubernetes.io/name: flowpod
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: ui
+{{- end -}}
+
+{{- define "flowpod.uiServiceAccount" -}}
+{{- .Values.ui.serviceAccount.name | default (printf "%s-ui" (include "flowpod.fullname" .)) -}}
+{{- end -}}
+
+{{/* The dashboard's namespaces as a JSON list: ui.namespaces, or operator.watchNamespaces when
+it is null (unset); an empty list means every namespace. */}}
+{{- define "flowpod.uiNamespaces" -}}
+{{- $namespaces := .Values.ui.namespaces -}}
+{{- if kindIs "invalid" $namespaces -}}
+{{- $namespaces = .Values.operator.watchNamespaces -}}
+{{- end -}}
+{{- toJson ($namespaces | default list) -}}
+{{- end -}}
+
 {{- define "flowpod.operatorServiceAccount" -}}
 {{- .Values.operator.serviceAccount.name | default (printf "%s-operator" (include "flowpod.fullname" .)) -}}
 {{- end -}}
