@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from example_support import ROOT
 
 
@@ -36,3 +39,21 @@ def test_benchmark_rejects_a_zero_task_count() -> None:
     )
     assert done.returncode == 2
     assert "--tasks and --repeat must be at least 1" in done.stderr
+
+
+def test_timeline_render_benchmark_reports_its_figures() -> None:
+    if not Path("/usr/bin/chromium").exists() or importlib.util.find_spec("playwright") is None:
+        pytest.skip("the timeline benchmark needs /usr/bin/chromium and playwright")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ui_timeline_render.py")]
+        + ["--rows", "50", "--runs", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["rows"] == 50 and report["bars"] == report["attempts"] > 50
+    for figure in report["figures"].values():
+        assert figure["min"] <= figure["median"] <= figure["max"]
+    assert report["figures"]["rows_painted_ms"]["min"] > 0
