@@ -36,3 +36,19 @@ def test_benchmark_rejects_a_zero_task_count() -> None:
     )
     assert done.returncode == 2
     assert "--tasks and --repeat must be at least 1" in done.stderr
+
+
+def test_dashboard_page_benchmark_reports_its_figures() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ui_page.py"), "--tasks", "50", "--repeat", "2",
+         "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    for route in ("page", "timeline"):
+        assert {"min_ms", "median_ms", "max_ms", "bytes"} <= set(report[route]), route
+        assert report[route]["bytes"] > 0
+    assert report["requests"]["list"] == 4 and isinstance(report["pass"], bool)
