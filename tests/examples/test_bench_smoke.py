@@ -57,3 +57,19 @@ def test_timeline_render_benchmark_reports_its_figures() -> None:
     for figure in report["figures"].values():
         assert figure["min"] <= figure["median"] <= figure["max"]
     assert report["figures"]["rows_painted_ms"]["min"] > 0
+
+
+def test_dashboard_page_benchmark_reports_its_figures() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ui_page.py"), "--tasks", "50", "--repeat", "2",
+         "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    for route in ("page", "timeline"):
+        assert {"min_ms", "median_ms", "max_ms", "bytes"} <= set(report[route]), route
+        assert report[route]["bytes"] > 0
+    assert report["requests"]["list"] == 4 and isinstance(report["pass"], bool)

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 import flowpod._cli.access as _cli_access
 from flowpod._cli.get import format_table
-from flowpod._cli.logs import LogSource, interleave_logs
 from flowpod._cli.main import main
+from flowpod._kube.run_logs import LogSource, interleave_logs
 from flowpod._storage import MemoryResultStore
 
 FLOW_FILE = textwrap.dedent("""

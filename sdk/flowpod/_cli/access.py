@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from flowpod._cli.errors import CliError, CliUsageError, settings_error
+from flowpod._contract.attempts import parse_time
 
 if TYPE_CHECKING:
     from flowpod._kube.flowrun_api import FlowRunApi
@@ -193,15 +193,3 @@ def resolve_kind(kind: str) -> str:
         raise CliUsageError(f"{kind!r} is not a kind flowpod knows", "KIND",
                             "use flowruns (fr) or taskruns (tr)")
     return plural
-
-
-def parse_time(stamp: Any) -> datetime | None:
-    """An RFC3339 time from the API (``...Z`` or with an offset) as an aware datetime; None
-    when there is none or it does not parse."""
-    if not stamp:
-        return None
-    try:
-        found = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return found if found.tzinfo else found.replace(tzinfo=UTC)

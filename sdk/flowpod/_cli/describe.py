@@ -73,29 +73,17 @@ def _pod_of(obj: Mapping[str, Any], attempt: int) -> str:
 
 def attempts_of(obj: Mapping[str, Any]) -> list[list[str]]:
     """One row per attempt - [ATTEMPT, POD, STATE, REASON, DURATION, MESSAGE] - from the
-    object's history: the last state the attempt reached, and the time from its first to its
-    last transition (to now while it is not final)."""
-    from flowpod._contract.states import FINAL_STATES
+    object's history (``flowpod._contract.attempts``): the last state the attempt reached, and
+    the time from its first to its last transition (to now while it is not final)."""
+    from flowpod._contract.attempts import attempt_spans
 
-    status = obj.get("status") or {}
-    by_attempt: dict[int, list[Mapping[str, Any]]] = {}
-    for entry in status.get("history") or []:
-        attempt = int(entry.get("attempt") or 0)
-        if attempt >= 1:
-            by_attempt.setdefault(attempt, []).append(entry)
     rows = []
-    for attempt in sorted(by_attempt):
-        entries = by_attempt[attempt]
-        last = entries[-1]
-        start, end = _time(entries[0].get("timestamp")), _time(last.get("timestamp"))
-        state = str(last.get("state") or "")
-        ongoing = attempt == int(status.get("attempt") or 0) and state not in FINAL_STATES \
-            and state != "AwaitingRetry"
-        if ongoing:
-            end = datetime.now(UTC)
-        duration = _seconds((end - start).total_seconds()) if start and end else "-"
-        rows.append([str(attempt), _pod_of(obj, attempt), state, str(last.get("reason") or "-"),
-                     duration, " ".join(str(last.get("message") or "").split())])
+    for span in attempt_spans(obj.get("status") or {}):
+        start, end = span.start, span.end or datetime.now(UTC)
+        duration = _seconds((end - start).total_seconds()) if start else "-"
+        rows.append([str(span.number), _pod_of(obj, span.number), span.last_state,
+                     span.last_reason or "-", duration,
+                     " ".join((span.last_message or "").split())])
     return rows
 
 

@@ -7,8 +7,9 @@ The commands live below it and never import it:
   version (this machine);
 - ``flowpod._cli.kubernetes``: submit, get, describe, logs, cancel (flows on a cluster), which
   reach the cluster through ``flowpod._cli.access``;
-- both load flow files through ``flowpod._cli.targets``; ``crds`` runs the generator in
-  ``flowpod._cli.crds``.
+- ``flowpod._cli.ui``: ui, the web dashboard (``flowpod._ui``, the ``ui`` extra);
+- local and kubernetes load flow files through ``flowpod._cli.targets``; ``crds`` runs the
+  generator in ``flowpod._cli.crds``.
 
 Failures: a ``CliError`` prints itself (exit 1, or 2 for a ``CliUsageError``); a bad setting
 (``ConfigurationError``) is a usage error wherever it surfaces; anything else is a bug or an
@@ -25,7 +26,7 @@ from typing import Any
 
 import click
 
-from flowpod._cli import kubernetes, local
+from flowpod._cli import kubernetes, local, ui
 from flowpod._cli.errors import CliError, settings_error, usage_error
 
 __all__ = ["main"]
@@ -91,3 +92,4 @@ def main(debug: bool) -> None:
 
 local.register(main)
 kubernetes.register(main)
+main.add_command(ui.ui_command)

@@ -2,7 +2,9 @@
 ``submit()``.
 
 ``FlowRunApi`` creates, reads, lists, watches and patches FlowRuns, lists and watches TaskRuns (in
-one namespace or all), reads a run's Events and reads or follows pod logs.
+one namespace or all), reads a run's Events and reads or follows pod logs. For the dashboard's
+shared watches it also lists and watches pods and Events (``list_core`` / ``watch_core``), as
+plain camelCase dicts like the custom objects.
 
 It reuses ``TaskRunApi``'s client configuration (explicit kubeconfig/context, in-cluster
 service account, default kubeconfig). The CLI and ``flowpod.kubernetes.submit`` make every call
@@ -12,10 +14,11 @@ imported on first use.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from flowpod._kube.taskrun_api import TaskRunApi
+from flowpod._kube.taskrun_api import TaskRunApi, WatchExpired
 
 __all__ = ["FlowRunApi", "NotFound"]
 
@@ -97,6 +100,58 @@ class FlowRunApi(TaskRunApi):
         serialized: list[dict[str, Any]] = [
             self._api().sanitize_for_serialization(item) for item in listed.items]
         return serialized
+
+    def _core_call(self, namespace: str | None, plural: str) -> tuple[Any, tuple[str, ...]]:
+        from kubernetes import client
+
+        core = client.CoreV1Api(self._api())
+        if plural not in ("pods", "events"):
+            raise ValueError(f"list_core/watch_core read pods or events, not {plural!r}")
+        if namespace is None:
+            return getattr(core, f"list_{plural[:-1]}_for_all_namespaces"), ()
+        return getattr(core, f"list_namespaced_{plural[:-1]}"), (namespace,)
+
+    def list_core(self, namespace: str | None, plural: str,
+                  label_selector: str = "") -> dict[str, Any]:
+        """Pods or Events (``plural``) as the API server returns the list (``items`` as camelCase
+        dicts, ``metadata.resourceVersion`` to watch from); ``namespace`` None: every one.
+        The JSON is read as is, without building the client's model objects."""
+        call, args = self._core_call(namespace, plural)
+        response = call(*args, label_selector=label_selector, _preload_content=False)
+        try:
+            listed: dict[str, Any] = json.loads(response.data)
+        finally:
+            response.release_conn()
+        return listed
+
+    def watch_core(self, namespace: str | None, plural: str, label_selector: str,
+                   resource_version: str,
+                   timeout_seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Changes (type, object as a camelCase dict) of pods or Events after
+        ``resource_version`` until the server ends the watch; WatchExpired on HTTP 410."""
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        call, args = self._core_call(namespace, plural)
+        stream = watch.Watch()  # type: ignore[no-untyped-call]
+        try:
+            for event in stream.stream(  # type: ignore[no-untyped-call]
+                    call, *args, label_selector=label_selector,
+                    resource_version=resource_version, timeout_seconds=timeout_seconds,
+                    allow_watch_bookmarks=True):
+                kind = str(event.get("type"))
+                raw = event.get("raw_object") or {}
+                if kind == "ERROR":
+                    if isinstance(raw, dict) and raw.get("code") == 410:
+                        raise WatchExpired(str(raw.get("message")))
+                    raise RuntimeError(f"the {plural} watch failed: {raw}")
+                yield kind, raw
+        except ApiException as exc:
+            if exc.status == 410:
+                raise WatchExpired(str(exc.reason)) from None
+            raise
+        finally:
+            stream.stop()  # type: ignore[no-untyped-call]
 
     def watch_flowrun(self, namespace: str, name: str,
                       timeout_seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
