@@ -1,5 +1,5 @@
 """``WatchHub`` over a fake API server: one list+watch per kind, the in-memory copy, batched
-notices, re-listing on 410, back-off on errors, and the 403 fall-back to namespaces."""
+notices, re-listing on 410, back-off on errors, the scope of -n, and the 403 fall-back to the default namespace."""
 
 from __future__ import annotations
 
@@ -87,8 +87,8 @@ def test_an_expired_watch_lists_again_and_a_broken_one_backs_off_and_says_so(
         hub.stop()
 
 
-def test_a_refused_cluster_wide_list_falls_back_to_the_namespaces() -> None:
-    api = FakeHubApi(forbid_cluster=True)
+def test_namespaces_given_are_the_scope_as_with_kubectl_n() -> None:
+    api = FakeHubApi()
     api.add("flowruns", flowrun("mine", namespace="ns1"))
     api.add("flowruns", flowrun("other", namespace="ns3"))
     hub = WatchHub(api, ["ns1", "ns2"], batch_seconds=0.05)
@@ -97,10 +97,27 @@ def test_a_refused_cluster_wide_list_falls_back_to_the_namespaces() -> None:
         assert hub.wait_synced(5)
         wait_for(lambda: api.watching("flowruns") == 2)
         assert [r["metadata"]["name"] for r in hub.flowruns()] == ["mine"]
+        assert {args[0] for args in api.list_args if args[1] == "flowruns"} == {"ns1", "ns2"}
+        assert hub.banner() == []
+    finally:
+        hub.stop()
+        api.close()
+
+
+def test_a_refused_cluster_wide_list_falls_back_to_the_default_namespace() -> None:
+    api = FakeHubApi(forbid_cluster=True)
+    api.add("flowruns", flowrun("mine", namespace="team-a"))
+    api.add("flowruns", flowrun("other", namespace="ns3"))
+    hub = WatchHub(api, batch_seconds=0.05)
+    hub.start()
+    try:
+        assert hub.wait_synced(5)
+        wait_for(lambda: api.watching("flowruns") == 1)
+        assert [r["metadata"]["name"] for r in hub.flowruns()] == ["mine"]
         assert hub.banner() == ["Listing across the cluster is not allowed (403): showing "
-                                "namespaces ns1, ns2 only."]
+                                "namespace team-a only."]
         assert {args[0] for args in api.list_args if args[1] == "flowruns"} == {
-            None, "ns1", "ns2"}
+            None, "team-a"}
     finally:
         hub.stop()
         api.close()

@@ -11,9 +11,9 @@ notices of one kind for one FlowRun collapse into one, so a burst of 1,000 TaskR
 each browser one refetch, not 1,000. Each subscriber lives on an asyncio loop; notices reach it
 through ``loop.call_soon_threadsafe``.
 
-Scope: with no namespaces given, or when the cluster-wide list is allowed, every namespace; a
-403 on the cluster-wide list falls back to the configured namespaces (else the kubeconfig's
-default one), and ``banner()`` says so. A watch that expires (410) lists again; any other
+Scope: the namespaces given (``flowpod ui -n``, the chart's ``ui.namespaces``), as kubectl's
+``-n`` means; with none, every namespace, and when the cluster-wide list is refused (403) the
+kubeconfig's default namespace, which ``banner()`` then names. A watch that expires (410) lists again; any other
 failure backs off (1 s doubling to 30 s) and is reported in ``banner()`` until the next list
 succeeds. Pods are kept slim (no spec, so no env), and a run's ``spec.env`` is dropped: the
 dashboard never holds values that may come from Secrets.
@@ -146,13 +146,14 @@ class WatchHub:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """One watch thread per kind (cluster-wide, or one per configured namespace when the
-        cluster-wide list is refused) and the notifier thread; once."""
+        """One watch thread per kind and namespace given (else one cluster-wide, which falls
+        back to the default namespace when refused) and the notifier thread; once."""
         with self._lock:
             if self._threads:
                 return
         for kind in self.kinds:
-            self._spawn(kind, None)
+            for namespace in self.namespaces or (None,):
+                self._spawn(kind, namespace)
         self._thread(self._notifier, "flowpod-ui-notices")
 
     def stop(self) -> None:
@@ -335,8 +336,8 @@ class WatchHub:
         return self.api.watch_objects(namespace, kind, "", version, self.watch_timeout)
 
     def _fall_back(self, kind: str) -> None:
-        """The cluster-wide list was refused: watch the configured namespaces instead."""
-        namespaces = self.namespaces or (self.api.default_namespace(),)
+        """The cluster-wide list was refused: watch the kubeconfig's namespace instead."""
+        namespaces = (self.api.default_namespace(),)
         with self._lock:
             self._scope_note = ("Listing across the cluster is not allowed (403): showing "
                                 f"namespace{'s' if len(namespaces) > 1 else ''} "
