@@ -16,6 +16,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,14 +171,16 @@ def test_dashboard_shows_retries_timeout_cache_hit_and_failure(
 
     # The runs list is open before the run exists: it appears without a reload (SSE).
     page.goto(dashboard + "/")
-    name = _submit(namespace, flow_file, "-p", "n=3", "-p", 'note="<script>alert(1)</script>"')
+    # A fresh input: the store outlives test runs, and only the second call may hit the cache.
+    n = 1000 + uuid.uuid4().int % 1_000_000
+    name = _submit(namespace, flow_file, "-p", f"n={n}", "-p",
+                   'note="<script>alert(1)</script>"')
     page.wait_for_function(f"document.body.innerText.includes({json.dumps(name)})",
                            timeout=30_000)
     row = page.locator("tr", has_text=name)
     row.wait_for(timeout=10_000)
-    page.wait_for_function(
-        f"""[...document.querySelectorAll('tr')].some(r => r.innerText.includes({json.dumps(name)})
-            && r.innerText.includes('Completed'))""", timeout=30_000)
+    # ...and its state follows the run's to the end, still without a reload.
+    row.locator("td:nth-child(4) .state", has_text="Completed").wait_for(timeout=30_000)
     _shot(page, "runs")
 
     taskruns = {tr["spec"]["taskName"]: tr for tr in taskruns_of(cluster, namespace, name)
@@ -205,7 +208,9 @@ def test_dashboard_shows_retries_timeout_cache_hit_and_failure(
     titles = timeline.locator("[data-state='TimedOut']").evaluate_all(
         "els => els.map(e => e.getAttribute('title') || '')")
     assert any(timeout_message.split(".")[0] in title for title in titles), titles
-    _shot(page, "flowrun-timeline")
+    _shot(page, "flowrun")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#timeline").screenshot(path=str(ARTIFACTS / "timeline.png"))
 
     # A task run: three attempts, the first two Failed with their messages.
     page.click(f"text={flaky_run}")
@@ -237,15 +242,19 @@ def test_dashboard_shows_retries_timeout_cache_hit_and_failure(
 def test_ten_browsers_share_one_watch_per_kind(
     namespace: str, dashboard: str, chromium: Any
 ) -> None:
-    before = json.loads(_get(dashboard + "/healthz")[1])
+    def health() -> dict[str, Any]:
+        return dict(json.loads(_get(dashboard + "/healthz")[1]))
+
+    # Settled: every kind listed and watched once.
+    before = wait_for(lambda: (lambda h: h if h["requests"]["watch"] >= 4 else None)(health()),
+                      20, "the dashboard's four watches")
     pages = []
     for _ in range(10):
         page = chromium.new_page()
         page.goto(dashboard + "/")
         pages.append(page)
-    wait_for(lambda: json.loads(_get(dashboard + "/healthz")[1])["clients"] >= 10, 20,
-             "10 live clients")
-    after = json.loads(_get(dashboard + "/healthz")[1])
+    wait_for(lambda: health()["clients"] >= 10, 20, "10 live clients")
+    after = health()
     print(f"API requests: before {before['requests']}, with 10 browsers {after['requests']}",
           file=sys.stderr)
     assert after["requests"].get("watch", 0) == before["requests"].get("watch", 0)

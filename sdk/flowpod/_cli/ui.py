@@ -53,7 +53,9 @@ def serve(app: Any, host: str, port: int) -> None:
     except ImportError:
         raise CliError(_EXTRA, "flowpod ui", "install the extra, then run flowpod ui again") \
             from None
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
+    # Open event streams never end by themselves: give them 2 s after Ctrl-C or SIGTERM.
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning",
+                timeout_graceful_shutdown=2)
 
 
 @click.command("ui", short_help="Serve the web dashboard of the cluster's flow runs.")
@@ -62,8 +64,8 @@ def serve(app: Any, host: str, port: int) -> None:
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="Port to listen on.")
 @click.option("--namespace", "-n", "namespaces", multiple=True, metavar="NS",
-              help="Namespace to show when listing across the cluster is not allowed "
-                   "(repeatable; default: the kubeconfig context's).")
+              help="Show only this namespace (repeatable). Default: every namespace, or the "
+                   "kubeconfig context's when listing across the cluster is not allowed.")
 @click.option("--allow-cancel", is_flag=True,
               help="Show a Cancel button on running flow runs (the dashboard's only write).")
 @click.option("--in-cluster", is_flag=True,
