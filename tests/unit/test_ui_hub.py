@@ -1,5 +1,6 @@
 """``WatchHub`` over a fake API server: one list+watch per kind, the in-memory copy, batched
-notices, re-listing on 410, back-off on errors, the scope of -n, and the 403 fall-back to the default namespace."""
+notices, re-listing on 410, back-off on errors, the scope of -n, and the 403 fall-back to the
+default namespace."""
 
 from __future__ import annotations
 

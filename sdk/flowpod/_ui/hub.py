@@ -13,10 +13,10 @@ through ``loop.call_soon_threadsafe``.
 
 Scope: the namespaces given (``flowpod ui -n``, the chart's ``ui.namespaces``), as kubectl's
 ``-n`` means; with none, every namespace, and when the cluster-wide list is refused (403) the
-kubeconfig's default namespace, which ``banner()`` then names. A watch that expires (410) lists again; any other
-failure backs off (1 s doubling to 30 s) and is reported in ``banner()`` until the next list
-succeeds. Pods are kept slim (no spec, so no env), and a run's ``spec.env`` is dropped: the
-dashboard never holds values that may come from Secrets.
+kubeconfig's default namespace, which ``banner()`` then names. A watch that expires (410)
+lists again; any other failure backs off (1 s doubling to 30 s) and is reported in
+``banner()`` until the next list succeeds. Pods are kept slim (no spec, so no env), and a run's
+``spec.env`` is dropped: the dashboard never holds values that may come from Secrets.
 """
 
 from __future__ import annotations
