@@ -29,26 +29,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "unit"))
+sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "tests" / "unit")]
 
-import _timeline_page as page_kit  # noqa: E402 - found through the path set just above
+import _browser  # noqa: E402 - bench/_browser.py, found through the path set just above
+import _timeline_page as page_kit  # noqa: E402 - tests/unit/_timeline_page.py, likewise
 
-CHROMIUM = "/usr/bin/chromium"
 TARGET_MS = 1000.0
-# Installed before any page script: collects long tasks (>50 ms main-thread work) from the start.
-LONGTASKS = """
-window.__longtasks = [];
-new PerformanceObserver((list) => {
-  for (const e of list.getEntries()) window.__longtasks.push(e.duration);
-}).observe({type: "longtask", buffered: true});
-"""
 # A click, then the time until the frame that shows its effect has painted.
 CLICK_TO_PAINT = """
 (selector) => new Promise((done) => {
@@ -70,16 +62,16 @@ FIGURES = {
 def _one_run(browser: Any, base: str) -> dict[str, float]:
     figures: dict[str, float] = {}
     for mode, name in (("rows", "rows.html"), ("auto", "index.html")):
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        context.add_init_script(LONGTASKS)
+        context = browser.new_context(viewport=_browser.VIEWPORT)
+        context.add_init_script(_browser.LONGTASKS)
         page = context.new_page()
         page.goto(base + name)
         page.wait_for_function("window.flowpodTimeline && window.flowpodTimeline.renderedAt > 0")
         state = page.evaluate(
             "({at: flowpodTimeline.renderedAt, ms: flowpodTimeline.lastRenderMs,"
-            " bars: document.querySelectorAll('.tl-track .tl-bar').length,"
-            " longest: Math.max(0, ...window.__longtasks)})"
+            " bars: document.querySelectorAll('.tl-track .tl-bar').length})"
         )
+        state["longest"] = page.evaluate(_browser.LONGEST_TASK)
         if mode == "rows":
             figures["rows_painted_ms"] = state["at"]
             figures["rows_render_ms"] = state["ms"]
@@ -106,21 +98,14 @@ def measure(rows: int, runs: int, *, retry_all: bool = True) -> dict[str, Any]:
             encoding="utf-8",
         )
         with page_kit.serve(site) as base, sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            browser: Any = _browser.launch(p)
             try:
                 _one_run(browser, base)  # warm-up: the browser's own first-start costs
                 samples = [_one_run(browser, base) for _ in range(runs)]
             finally:
                 browser.close()
     attempts = sum(len(r["attempts"]) for r in data["rows"])
-    summary = {
-        key: {
-            "min": min(s[key] for s in samples),
-            "median": statistics.median(s[key] for s in samples),
-            "max": max(s[key] for s in samples),
-        }
-        for key in FIGURES
-    }
+    summary = {key: _browser.stats(s[key] for s in samples) for key in FIGURES}
     return {"rows": rows, "attempts": attempts, "bars": samples[0]["bars"], "runs": runs,
             "target_ms": TARGET_MS, "figures": summary,
             "pass": summary["rows_painted_ms"]["median"] < TARGET_MS}
@@ -151,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rows < 1 or args.runs < 1:
         parser.error("--rows and --runs must be at least 1")
-    if not Path(CHROMIUM).exists():
-        print(f"{CHROMIUM} is missing (Debian's chromium package)", file=sys.stderr)
+    why = _browser.missing()
+    if why:
+        print(f"ui_timeline_render.py needs a browser: {why}", file=sys.stderr)
         return 2
     result = measure(args.rows, args.runs, retry_all=not args.mixed)
     print(json.dumps(result, indent=2) if args.json else report(result))

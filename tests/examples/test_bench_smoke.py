@@ -73,3 +73,33 @@ def test_dashboard_page_benchmark_reports_its_figures() -> None:
         assert {"min_ms", "median_ms", "max_ms", "bytes"} <= set(report[route]), route
         assert report[route]["bytes"] > 0
     assert report["requests"]["list"] == 4 and isinstance(report["pass"], bool)
+
+
+def test_dashboard_page_benchmark_loads_the_page_in_a_browser() -> None:
+    if not Path("/usr/bin/chromium").exists() or importlib.util.find_spec("playwright") is None:
+        pytest.skip("ui_page.py --browser needs /usr/bin/chromium and playwright")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "ui_page.py"), "--browser", "--tasks", "50",
+         "--repeat", "2", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert {"page", "timeline", "requests", "pass"} <= set(report)  # the server half still there
+    browser = report["browser"]
+    assert browser["table_rows"] == 50 and browser["timeline_rows"] > 0
+    assert len(browser["samples"]) == 2 and browser["bytes"] > 0
+    keys = ("response_ms", "dom_content_loaded_ms", "load_ms", "timeline_painted_ms",
+            "timeline_render_ms", "longest_task_ms")
+    assert set(browser["figures"]) == set(keys)
+    for key in keys:
+        figure = browser["figures"][key]
+        assert figure["min_ms"] <= figure["median_ms"] <= figure["max_ms"], key
+    figures = browser["figures"]
+    assert 0 < figures["dom_content_loaded_ms"]["min_ms"] <= figures["load_ms"]["min_ms"]
+    assert figures["timeline_painted_ms"]["min_ms"] > 0
+    assert figures["longest_task_ms"]["min_ms"] >= 0
+    for verdict in ("usable_pass", "smooth_pass", "pass"):
+        assert isinstance(browser[verdict], bool), verdict

@@ -220,8 +220,13 @@ def test_dashboard_shows_retries_timeout_cache_hit_and_failure(
     assert "AwaitingRetry" in text or "Completed" in text
     _shot(page, "taskrun")
 
-    # Logs after the pods are gone: read from the store.
+    # Logs after the pods are gone: read from the store, through the page's task filter.
     cluster.kubectl("delete", "pods", "--all", "-n", namespace, "--wait=true", timeout=120)
+    page.goto(f"{dashboard}/runs/{namespace}/{name}")
+    page.select_option("#log-filter select", "flaky")
+    page.click("#log-filter button")
+    page.locator("#logs pre", has_text="flaky attempt 3 succeeded").wait_for(timeout=15_000)
+    assert "squaring" not in page.inner_text("#logs")
     page.goto(f"{dashboard}/runs/{namespace}/{name}/logs?task={flaky_run}&format=text")
     assert "flaky attempt 3 succeeded" in page.inner_text("body")
     page.goto(f"{dashboard}/runs/{namespace}/{name}/tasks/{taskruns['slow']['metadata']['name']}")

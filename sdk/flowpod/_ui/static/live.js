@@ -24,9 +24,31 @@
     for (var i = 0; i < blocks.length; i++) {
       var target = document.getElementById(blocks[i].id);
       if (target) {
-        target.replaceWith(document.importNode(blocks[i], true));
+        // A swapped block may hold a choice the reader made (the log panel's task): keep it.
+        var chosen = target.querySelector("select");
+        var fresh = document.importNode(blocks[i], true);
+        var select = fresh.querySelector("select");
+        if (chosen && select) { select.value = chosen.value; }
+        target.replaceWith(fresh);
       }
     }
+    reloadShownLogs();
+  }
+
+  // The logs a reader asked for follow the run: reread after changes while the panel is open,
+  // at most every LOG_REFRESH_MS (each reread may read many stored logs).
+  var LOG_REFRESH_MS = 5000;
+  var shownLogs = null;
+  var lastLogRead = 0;
+  var logTimer = null;
+
+  function reloadShownLogs() {
+    if (shownLogs === null || logTimer !== null) { return; }
+    var wait = Math.max(0, lastLogRead + LOG_REFRESH_MS - Date.now());
+    logTimer = window.setTimeout(function () {
+      logTimer = null;
+      if (shownLogs !== null) { loadLogs(shownLogs.box, shownLogs.src); }
+    }, wait);
   }
 
   function refresh() {
@@ -81,6 +103,8 @@
   }
 
   function loadLogs(box, src) {
+    shownLogs = {box: box, src: src};
+    lastLogRead = Date.now();
     box.setAttribute("aria-busy", "true");
     fetch(src, {credentials: "same-origin", headers: {"Accept": "text/html"}})
       .then(function (response) { return response.text(); })
