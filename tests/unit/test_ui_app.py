@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 pytest.importorskip("starlette")
-pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 from _ui_fakes import (  # noqa: E402
     FakeHubApi,
@@ -241,3 +240,18 @@ def test_ten_sse_clients_share_the_watches(api: FakeHubApi, store: MemoryResultS
                 assert all('"kind": "flowruns"' in c for c in changes)
     finally:
         hub.stop()
+
+
+def test_the_task_table_pages_through_the_query(api: FakeHubApi,
+                                                store: MemoryResultStore) -> None:
+    for i in range(130):
+        api.add("taskruns", taskrun(f"add-{i:04d}", run_name=f"add-{i}"))
+    test_client, hub = client_for(api, store)
+    with test_client:
+        assert hub.wait_synced(5)
+        first = test_client.get("/runs/team-a/etl-x").text
+        assert "rows 1&ndash;100 of 133" in first and "tasks_page=2" in first
+        second = test_client.get("/runs/team-a/etl-x?tasks_page=2&fragment=1").text
+        assert "rows 101&ndash;133 of 133" in second
+        body = second.split("<tbody>")[1].split("</tbody>")[0]
+        assert body.count("<tr>") == 33

@@ -142,3 +142,19 @@ def test_preview_reads_at_most_the_limit_and_cuts_the_text() -> None:
     assert long["truncated"] and len(long["text"]) == preview.TEXT_LIMIT
     assert preview.preview_result(store, "missing")["note"].startswith("the result is not")
     assert preview.preview_result(None, "x")["note"].startswith("no result store")
+
+
+def test_a_large_run_pages_its_task_table_and_filters_it_by_state() -> None:
+    runs = [taskrun(f"add-{i:04d}", run_name=f"add-{i}",
+                    state="Failed" if i % 10 == 0 else "Completed") for i in range(250)]
+    view = views.flowrun_view(flowrun(), runs, [], NOW)
+    table = view["task_table"]
+    assert len(view["tasks"]) == views.TASKS_PER_PAGE == 100
+    assert (table["total"], table["shown"], table["pages"]) == (250, 250, 3)
+    assert table["states"] == [("Completed", 225), ("Failed", 25)]
+    last = views.flowrun_view(flowrun(), runs, [], NOW, task_page=7)  # past the end: the last
+    assert last["task_table"]["page"] == 3 and len(last["tasks"]) == 50
+    assert (last["task_table"]["first"], last["task_table"]["last"]) == (201, 250)
+    failed = views.flowrun_view(flowrun(), runs, [], NOW, task_state="Failed")
+    assert failed["task_table"]["shown"] == 25 and failed["task_table"]["pages"] == 1
+    assert {row["state"] for row in failed["tasks"]} == {"Failed"}

@@ -68,6 +68,14 @@ _HEADERS = [(b"content-security-policy", _CSP.encode()), (b"x-content-type-optio
             (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
 
 
+
+def _page(value: str | None) -> int:
+    """A page number from the query: 1 when absent or not a number."""
+    try:
+        return max(1, int(value or 1))
+    except ValueError:
+        return 1
+
 def embed_json(data: Any) -> Markup:
     """``data`` as JSON that is safe inside ``<script type="application/json">``."""
     text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
@@ -121,10 +129,7 @@ class _Dashboard:
 
     async def runs(self, request: Request) -> Response:
         query = request.query_params
-        try:
-            page = int(query.get("page") or 1)
-        except ValueError:
-            page = 1
+        page = _page(query.get("page"))
         view = views.runs_view(self.hub.flowruns(), datetime.now(UTC),
                                namespace=query.get("namespace", ""), flow=query.get("flow", ""),
                                state=query.get("state", ""), page=page)
@@ -136,7 +141,10 @@ class _Dashboard:
         ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
         now = datetime.now(UTC)
         taskruns = self.hub.taskruns_of(ns, name)
-        view = views.flowrun_view(obj, taskruns, self.hub.events_for(ns, "FlowRun", name), now)
+        query = request.query_params
+        view = views.flowrun_view(obj, taskruns, self.hub.events_for(ns, "FlowRun", name), now,
+                                  task_state=query.get("tasks_state", ""),
+                                  task_page=_page(query.get("tasks_page")))
         events_url = f"/events?run={ns}/{name}"
         if request.query_params.get("fragment"):
             return self.render("_flowrun_live.html", view=view, events_url=events_url)

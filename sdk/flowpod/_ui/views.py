@@ -38,7 +38,13 @@ _COUNT_KEYS = (("pending", "Pending"), ("running", "Running"),
                ("awaitingRetry", "AwaitingRetry"), ("completed", "Completed"),
                ("cached", "Cached"), ("failed", "Failed"), ("timedOut", "TimedOut"),
                ("crashed", "Crashed"), ("cancelled", "Cancelled"))
+TASKS_PER_PAGE = 100
 PER_PAGE = 50
+
+
+def _state_order(state: str) -> int:
+    return STATES.index(state) if state in STATES else len(STATES)
+
 _PARAMS_SHORT = 80
 
 
@@ -189,12 +195,22 @@ def _task_row(obj: Mapping[str, Any], namespace: str, flowrun: str,
 
 
 def flowrun_view(flowrun: Mapping[str, Any], taskruns: Sequence[Mapping[str, Any]],
-                 events: Iterable[Mapping[str, Any]], now: datetime) -> dict[str, Any]:
-    """A flow run's page, the timeline aside."""
+                 events: Iterable[Mapping[str, Any]], now: datetime, *,
+                 task_state: str = "", task_page: int = 1) -> dict[str, Any]:
+    """A flow run's page, the timeline aside. Its task table shows ``TASKS_PER_PAGE`` rows a
+    page, of one state when ``task_state`` is given: a map of 1,000 tasks stays a page a browser
+    lays out (and refetches on every live change) quickly; the timeline shows them all."""
     meta, spec, status = _meta(flowrun), _spec(flowrun), _status(flowrun)
     namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
     start, end = _span_of(flowrun, now)
     ordered = sorted(taskruns, key=_task_sort_key)
+    by_state: dict[str, int] = {}
+    for obj in ordered:
+        by_state[_state(obj)] = by_state.get(_state(obj), 0) + 1
+    shown = [obj for obj in ordered if not task_state or _state(obj) == task_state]
+    pages = max(1, -(-len(shown) // TASKS_PER_PAGE))
+    task_page = min(max(task_page, 1), pages)
+    first = (task_page - 1) * TASKS_PER_PAGE
     return {
         **_run_row(flowrun, now), "end": _time_text(end),
         "reason": str(status.get("reason") or ""), "message": str(status.get("message") or ""),
@@ -204,7 +220,13 @@ def flowrun_view(flowrun: Mapping[str, Any], taskruns: Sequence[Mapping[str, Any
         "parameters_full": [(key, json.dumps(value, indent=2, default=str))
                             for key, value in (spec.get("parameters") or {}).items()],
         "image": str(spec.get("image") or ""),
-        "tasks": [_task_row(obj, namespace, name, now) for obj in ordered],
+        "tasks": [_task_row(obj, namespace, name, now)
+                  for obj in shown[first:first + TASKS_PER_PAGE]],
+        "task_table": {"total": len(ordered), "shown": len(shown), "first": first + 1,
+                       "last": min(first + TASKS_PER_PAGE, len(shown)), "page": task_page,
+                       "pages": pages, "state": task_state,
+                       "states": sorted(by_state.items(), key=lambda item: _state_order(
+                           item[0]))},
         "task_names": sorted({str(_spec(obj).get("taskName") or "") for obj in taskruns}),
         "events": events_rows(events),
         "timeline_src": _path("api", "runs", namespace, name, "timeline"),
