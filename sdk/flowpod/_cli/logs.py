@@ -2,15 +2,10 @@
 
     flowpod logs etl-x7k2qp [--task NAME] [--tail N] [--timestamps] [-f]
 
-Each attempt's log comes from the result store once its pod uploaded it (the pod may be gone),
-else from the API server while the pod exists. Lines are merged by real time: live logs are
-asked for with ``timestamps=true`` (the kubelet's RFC3339 stamp of each line); stored logs carry
-the pod program's own ``HH:MM:SS.mmm`` (``flowpod.logging.LOG_FORMAT``, in the pod's clock,
-UTC in a container) and get their date from the attempt's start in the run's history, rolling
-over to the next day when the clock goes back past midnight. A line without a time (a
-traceback) keeps the time of the line before it (``flowpod._kube.run_logs``, which the
-dashboard shares). ``-f`` prints what exists, then follows the
-running pods and the task pods that appear, until the FlowRun is final.
+Where each attempt's log comes from (the store once uploaded, else the live pod) and how the
+lines are dated and merged is ``flowpod._kube.run_logs``, which the dashboard shares. ``-f``
+prints what exists, then follows the running pods and the task pods that appear, until the
+FlowRun is final.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from flowpod._kube.taskrun_api import TaskRunApi, WatchExpired
+from flowpod._kube.taskrun_api import TaskRunApi, watch_stream
 
 __all__ = ["FlowRunApi", "NotFound"]
 
@@ -129,29 +129,10 @@ class FlowRunApi(TaskRunApi):
                    timeout_seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:
         """Changes (type, object as a camelCase dict) of pods or Events after
         ``resource_version`` until the server ends the watch; WatchExpired on HTTP 410."""
-        from kubernetes import watch
-        from kubernetes.client.exceptions import ApiException
-
         call, args = self._core_call(namespace, plural)
-        stream = watch.Watch()  # type: ignore[no-untyped-call]
-        try:
-            for event in stream.stream(  # type: ignore[no-untyped-call]
-                    call, *args, label_selector=label_selector,
-                    resource_version=resource_version, timeout_seconds=timeout_seconds,
-                    allow_watch_bookmarks=True):
-                kind = str(event.get("type"))
-                raw = event.get("raw_object") or {}
-                if kind == "ERROR":
-                    if isinstance(raw, dict) and raw.get("code") == 410:
-                        raise WatchExpired(str(raw.get("message")))
-                    raise RuntimeError(f"the {plural} watch failed: {raw}")
-                yield kind, raw
-        except ApiException as exc:
-            if exc.status == 410:
-                raise WatchExpired(str(exc.reason)) from None
-            raise
-        finally:
-            stream.stop()  # type: ignore[no-untyped-call]
+        return watch_stream(call, args, plural, "raw_object", label_selector=label_selector,
+                            resource_version=resource_version,
+                            timeout_seconds=timeout_seconds, allow_watch_bookmarks=True)
 
     def watch_flowrun(self, namespace: str, name: str,
                       timeout_seconds: int) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["AlreadyExists", "TaskRunApi", "WatchExpired"]
+__all__ = ["AlreadyExists", "TaskRunApi", "WatchExpired", "watch_stream"]
 
 _SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
@@ -139,9 +139,6 @@ class TaskRunApi:
                **options: Any) -> Iterator[tuple[str, dict[str, Any]]]:
         """Watch events of ``plural`` in ``namespace`` (None: every namespace) as (type,
         object); WatchExpired on HTTP 410."""
-        from kubernetes import watch
-        from kubernetes.client.exceptions import ApiException
-
         from flowpod._contract.resources import GROUP, VERSION
 
         custom = self._custom()
@@ -150,22 +147,7 @@ class TaskRunApi:
             call, args = custom.list_cluster_custom_object, (GROUP, VERSION, plural)
         else:
             call, args = custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, plural)
-        stream = watch.Watch()  # type: ignore[no-untyped-call]
-        try:
-            for event in stream.stream(call, *args, **options):  # type: ignore[no-untyped-call]
-                kind = str(event.get("type"))
-                obj = event.get("object") or {}
-                if kind == "ERROR":
-                    if isinstance(obj, dict) and obj.get("code") == 410:
-                        raise WatchExpired(str(obj.get("message")))
-                    raise RuntimeError(f"the {kind_name} watch failed: {obj}")
-                yield kind, obj
-        except ApiException as exc:
-            if exc.status == 410:
-                raise WatchExpired(str(exc.reason)) from None
-            raise
-        finally:
-            stream.stop()  # type: ignore[no-untyped-call]
+        return watch_stream(call, args, kind_name, "object", **options)
 
     def close(self) -> None:
         with self._lock:
@@ -175,3 +157,29 @@ class TaskRunApi:
                 client.close()
             except Exception:  # noqa: BLE001 - closing a pool that is in use by a dead watch
                 pass
+
+
+def watch_stream(call: Any, args: tuple[str, ...], what: str, field: str,
+                 **options: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The events of a list ``call`` in watch mode as (type, ``event[field]``): 'object' for
+    custom objects (already dicts), 'raw_object' for core kinds (the JSON as sent, without the
+    client's model classes). WatchExpired on HTTP 410; another error event raises."""
+    from kubernetes import watch
+    from kubernetes.client.exceptions import ApiException
+
+    stream = watch.Watch()  # type: ignore[no-untyped-call]
+    try:
+        for event in stream.stream(call, *args, **options):  # type: ignore[no-untyped-call]
+            kind = str(event.get("type"))
+            obj = event.get(field) or {}
+            if kind == "ERROR":
+                if isinstance(obj, dict) and obj.get("code") == 410:
+                    raise WatchExpired(str(obj.get("message")))
+                raise RuntimeError(f"the {what} watch failed: {obj}")
+            yield kind, obj
+    except ApiException as exc:
+        if exc.status == 410:
+            raise WatchExpired(str(exc.reason)) from None
+        raise
+    finally:
+        stream.stop()  # type: ignore[no-untyped-call]

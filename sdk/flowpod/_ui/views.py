@@ -21,6 +21,7 @@ from urllib.parse import quote
 from flowpod._contract.attempts import AttemptSpan, attempt_spans, parse_time, retry_waits
 from flowpod._contract.labels import attempt_pod_name, flow_pod_name
 from flowpod._contract.states import FINAL_STATES
+from flowpod._contract.status import format_duration
 
 __all__ = [
     "STATES",
@@ -56,16 +57,7 @@ def duration_text(seconds: float | None) -> str:
     """'0.4s', '45s', '3m5s', '1h2m'; '-' for none."""
     if seconds is None or seconds < 0:
         return "-"
-    if seconds < 10:
-        return f"{seconds:.1f}s"
-    whole = int(round(seconds))
-    if whole < 60:
-        return f"{whole}s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes}m"
+    return format_duration(seconds)
 
 
 def _time_text(when: datetime | None) -> str:
