@@ -365,9 +365,11 @@ def tune(settings: kopf.OperatorSettings) -> None:
     settings.posting.level = logging.WARNING
     settings.persistence.diffbase_storage = _NoDiffBase()
     # Per-object workers: unlimited (each is cheap), and gone soon after the object goes quiet,
-    # so thousands of finished TaskRuns hold no worker.
+    # so thousands of finished TaskRuns hold no worker. Each idle worker keeps its object's last
+    # body: at 0.5 s a burst of 5,000 TaskRuns peaked at 136 MB RSS against 151 MB at 2 s, with
+    # the same CPU per TaskRun and latency at 50/s (docs/benchmarks.md).
     settings.queueing.worker_limit = None
-    settings.queueing.idle_timeout = 2.0
+    settings.queueing.idle_timeout = 0.5
     # Reconnect watches promptly; the server ends each watch after a while anyway.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
