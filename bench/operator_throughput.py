@@ -63,12 +63,13 @@ def _trivial(x: int) -> int:
 
 class Bench:
     def __init__(self, info: dict[str, Any], real: bool, workers: int,
-                 profile: str | None = None) -> None:
+                 profile: str | None = None, store_outcomes_only: bool = False) -> None:
         from kubernetes import client, config
 
         self.info = info
         self.real = real
         self.profile = profile
+        self.store_outcomes_only = store_outcomes_only
         os.environ.update(info["env"])
         self.api = config.new_client_from_config(config_file=info["kubeconfig"])
         self.api.configuration.connection_pool_maxsize = workers
@@ -299,17 +300,15 @@ class Bench:
                     self.seen_writes[prefix] = self.seen_writes.get(prefix, 0) + 1
 
     def _play_kubelet(self, taskrun: str, pod: str) -> None:
-        """What the kubelet and the pod would do for a trivial task: a Completed outcome,
-        then the pod Succeeded."""
+        """What the kubelet and the pod would do for a trivial task: a Completed outcome in the
+        store and in the container's termination message (``--no-termination-message``: the
+        store only, as pods of an older image), then the pod Succeeded."""
         from flowpod._contract.records import Outcome
         from flowpod._storage.run_files import write_outcome
 
-        write_outcome(
-            self.store,
-            self.namespace,
-            taskrun,
-            Outcome(attempt=1, state="Completed", result_ref="bench/none"),
-        )
+        outcome = Outcome(attempt=1, state="Completed", result_ref="bench/none")
+        write_outcome(self.store, self.namespace, taskrun, outcome)
+        message = None if self.store_outcomes_only else outcome.to_termination_message()
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         body = {
             "status": {
@@ -328,6 +327,7 @@ class Bench:
                                 "reason": "Completed",
                                 "startedAt": now,
                                 "finishedAt": now,
+                                **({"message": message} if message else {}),
                             }
                         },
                     }
@@ -425,10 +425,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="create TaskRuns at this many per second (default: all at once)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", metavar="PATH", help="cProfile the operator into PATH")
+    parser.add_argument("--no-termination-message", action="store_true",
+                        help="the simulated pods leave their outcome in the store only")
     args = parser.parse_args(argv)
     if args.count < 1 or args.cache_count < 0:
         parser.error("--count must be >= 1 and --cache-count >= 0")
-    bench = Bench(cluster_info(), args.real, args.workers, args.profile)
+    bench = Bench(cluster_info(), args.real, args.workers, args.profile,
+                  store_outcomes_only=args.no_termination_message)
     bench.setup()
     try:
         counts0 = bench.counters()

@@ -7,8 +7,8 @@ the operator's own (one pod create, one status patch, maybe one event). Every ev
 
 1. takes the TaskRun's lock (its own watch and its pods' watch run concurrently),
 2. gathers the observation: the TaskRun as last seen, the current attempt's pod (from the watch,
-   else one GET), the attempt's outcome record when the pod has ended, the cache record when the
-   run is new,
+   else one GET), the attempt's outcome when the pod has ended (from the pod's termination
+   message, else the store's record), the cache record when the run is new,
 3. calls the pure ``decisions.decide`` and carries out the actions through ``kube``.
 
 Retries wait in one shared scheduler (``loop.call_later`` handles, one per waiting TaskRun, no
@@ -48,7 +48,7 @@ from flowpod_operator.decisions import (
 )
 from flowpod_operator.flowruns import FlowRunController
 from flowpod_operator.kube import Conflict, KubeApi
-from flowpod_operator.observed import same_pod, slim_pod, slim_taskrun
+from flowpod_operator.observed import outcome_told_by, same_pod, slim_pod, slim_taskrun
 from flowpod_operator.pods import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
@@ -251,9 +251,13 @@ class Reconciler(KeyedLoop):
                                            self.api.read_pod)
             phase = (pod or {}).get("status", {}).get("phase")
             if pod is None or phase in ("Succeeded", "Failed"):
-                self.counts["store outcome reads"] += 1
-                outcome = await self._read_store(key, body, taskrun, self.stores.outcome,
-                                                 taskrun, taskrun.status.attempt)
+                outcome = outcome_told_by(pod, taskrun.status.attempt)
+                if outcome is not None:
+                    self.counts["pod outcomes"] += 1
+                else:
+                    self.counts["store outcome reads"] += 1
+                    outcome = await self._read_store(key, body, taskrun, self.stores.outcome,
+                                                     taskrun, taskrun.status.attempt)
         elif state is None and taskrun.spec.cache_key and not taskrun.spec.refresh_cache:
             self.counts["store cache reads"] += 1
             cache_hit = await self._read_store(key, body, taskrun, self.stores.cache_record,

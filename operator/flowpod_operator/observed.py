@@ -17,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["same_pod", "slim_pod", "slim_taskrun"]
+from flowpod._contract.records import MAX_TERMINATION_MESSAGE, TERMINATION_PREFIX, Outcome
+
+__all__ = ["outcome_told_by", "same_pod", "slim_pod", "slim_taskrun"]
 
 # Waiting reasons that mean "on its way": the decisions treat them as no reason at all.
 _ON_ITS_WAY = frozenset({"ContainerCreating", "PodInitializing"})
@@ -46,9 +48,13 @@ def _container_state(state: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if terminated is not None:
         # The message says why a container that never ran ended (StartError: the runtime's
         # words), which the NoOutcome status message carries; bounded as the status keeps it.
+        # A task pod's own message is its outcome (``Outcome.to_termination_message``), kept
+        # whole: it spares the store read; any other is the runtime's words, bounded.
         kept = {key: terminated[key] for key in ("exitCode", "reason") if key in terminated}
-        if terminated.get("message"):
-            kept["message"] = str(terminated["message"])[:300]
+        message = str(terminated.get("message") or "")
+        if message:
+            told = message.startswith(TERMINATION_PREFIX)
+            kept["message"] = message[:MAX_TERMINATION_MESSAGE] if told else message[:300]
         return {"terminated": kept}
     running = state.get("running")
     if running is not None:
@@ -101,3 +107,17 @@ def same_pod(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Whether two slim pods say the same to the decisions (their resourceVersions aside)."""
     return a.get("status") == b.get("status") and a.get("spec") == b.get("spec") and (
         (a.get("metadata") or {}).get("labels") == (b.get("metadata") or {}).get("labels"))
+
+
+def outcome_told_by(pod: Mapping[str, Any] | None, attempt: int) -> Outcome | None:
+    """The outcome of ``attempt`` its ended pod carries in its termination message; None when
+    the pod has none (it crashed, was killed, is older than this contract, or its outcome did
+    not fit): the store record is read then."""
+    if pod is None:
+        return None
+    for container in (pod.get("status") or {}).get("containerStatuses") or ():
+        terminated = (container.get("state") or {}).get("terminated") or {}
+        outcome = Outcome.from_termination_message(terminated.get("message"))
+        if outcome is not None and outcome.attempt == attempt:
+            return outcome
+    return None

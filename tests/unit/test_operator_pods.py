@@ -342,3 +342,20 @@ def test_the_deadline_allowance_comes_from_the_environment() -> None:
         with pytest.raises(ValueError, match=why) as excinfo:
             OperatorConfig.from_env({"FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS": bad})
         assert "FLOWPOD_OPERATOR_DEADLINE_ALLOWANCE_SECONDS" in str(excinfo.value)
+
+
+def test_a_slim_pod_keeps_a_whole_outcome_message_and_bounds_any_other() -> None:
+    from flowpod._contract.records import Outcome
+    from flowpod_operator.observed import outcome_told_by, slim_pod
+
+    told = Outcome(attempt=1, state="Failed", message="m" * 1500).to_termination_message()
+    assert told is not None and len(told) > 1500
+    def pod(message: str) -> dict[str, object]:
+        return {"metadata": {"name": "p"}, "status": {"phase": "Failed", "containerStatuses": [
+            {"name": "task", "state": {"terminated": {"exitCode": 1, "message": message}}}]}}
+    slim = slim_pod(pod(told))
+    assert outcome_told_by(slim, 1) == Outcome.from_termination_message(told)
+    assert outcome_told_by(slim, 2) is None  # another attempt's
+    other = slim_pod(pod("r" * 1000))
+    kept = other["status"]["containerStatuses"][0]["state"]["terminated"]["message"]
+    assert kept == "r" * 300 and outcome_told_by(other, 1) is None

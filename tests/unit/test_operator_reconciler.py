@@ -404,3 +404,37 @@ def test_queued_events_coalesce_and_at_most_max_in_flight_reconciles_run() -> No
             rec.executor.shutdown(wait=True)
 
     asyncio.run(main())
+
+
+def test_an_outcome_in_the_pods_termination_message_spares_the_store_read() -> None:
+    async def scenario(rec: Reconciler, api: FakeApi, stores: FakeStores) -> None:
+        api.add_taskrun("t")
+        await rec.taskrun_event("ADDED", api.read_taskrun("ns", "t") or {})
+        told = Outcome(attempt=1, state="Completed", result_ref="from-the-pod")
+        message = told.to_termination_message()
+        api.pods["t-1"]["status"] = {"phase": "Succeeded", "containerStatuses": [
+            {"name": "task", "state": {"terminated": {"exitCode": 0, "reason": "Completed",
+                                                      "message": message}}}]}
+        # The store holds another record: the one the pod reported is what counts.
+        stores.outcomes[("t", 1)] = Outcome(attempt=1, state="Completed", result_ref="store")
+        await rec.pod_event("MODIFIED", api._bump(api.pods["t-1"]))
+        assert state(api, "t") == "Completed"
+        assert api.taskruns["t"]["status"]["resultRef"] == "from-the-pod"
+        assert rec.counts["pod outcomes"] == 1 and rec.counts["store outcome reads"] == 0
+
+    run(scenario)
+
+
+def test_a_pod_without_its_outcome_in_the_message_is_judged_from_the_store() -> None:
+    async def scenario(rec: Reconciler, api: FakeApi, stores: FakeStores) -> None:
+        api.add_taskrun("u")
+        await rec.taskrun_event("ADDED", api.read_taskrun("ns", "u") or {})
+        stale = Outcome(attempt=2, state="Failed").to_termination_message()  # not this attempt
+        api.pods["u-1"]["status"] = {"phase": "Succeeded", "containerStatuses": [
+            {"name": "task", "state": {"terminated": {"exitCode": 0, "message": stale}}}]}
+        stores.outcomes[("u", 1)] = Outcome(attempt=1, state="Completed", result_ref="store")
+        await rec.pod_event("MODIFIED", api._bump(api.pods["u-1"]))
+        assert api.taskruns["u"]["status"]["resultRef"] == "store"
+        assert rec.counts["store outcome reads"] == 1 and rec.counts["pod outcomes"] == 0
+
+    run(scenario)

@@ -343,3 +343,43 @@ def test_a_store_outage_ends_the_attempt_without_an_outcome(
     args = argparse.Namespace(command="task", target="ns/t-1", attempt=1)
     assert pod_program._main(args, io.StringIO()) == pod_program.EXIT_STORE_UNAVAILABLE
     assert not down.exists("runs/ns/t-1/outcome-1.json")
+
+
+def test_the_outcome_is_also_the_containers_termination_message(
+        store: LocalResultStore, tmp_path: Path) -> None:
+    name = submit(store, boom, {}, "boom-0")
+    log = tmp_path / "termination-log"
+    log.write_text("")  # the kubelet creates the file; the pod writes it
+    env = {**os.environ, "FLOWPOD_STORE_PATH": str(store.root),
+           "FLOWPOD_TERMINATION_LOG": str(log)}
+    proc = subprocess.run([sys.executable, "-m", "flowpod.pod", "task", f"{NS}/{name}",
+                           "--attempt", "1"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    told = Outcome.from_termination_message(log.read_text())
+    stored = read_outcome(store, NS, name, 1)
+    assert told is not None and stored is not None
+    assert (told.state, told.attempt, told.exception) == ("Failed", 1, "ValueError('boom')")
+    assert told.to_dict() == stored.to_dict()
+
+
+def test_without_the_kubelets_file_no_termination_message_is_written(
+        store: LocalResultStore, tmp_path: Path) -> None:
+    name = submit(store, add, {"x": 1, "y": 2}, "add-0")
+    missing = tmp_path / "absent" / "termination-log"
+    env = {**os.environ, "FLOWPOD_STORE_PATH": str(store.root),
+           "FLOWPOD_TERMINATION_LOG": str(missing)}
+    proc = subprocess.run([sys.executable, "-m", "flowpod.pod", "task", f"{NS}/{name}",
+                           "--attempt", "1"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert not missing.exists()
+
+
+def test_a_termination_message_carries_an_outcome_only_whole_and_fitting() -> None:
+    small = Outcome(attempt=2, state="Completed", result_ref="runs/ns/a/result-2")
+    text = small.to_termination_message()
+    assert text is not None and len(text.encode()) <= 4096
+    assert Outcome.from_termination_message(text) == small
+    huge = Outcome(attempt=1, state="Failed", message="x" * 5000)
+    assert huge.to_termination_message() is None  # the store's record is read instead
+    for other in (None, "", "exec format error", text[:-3], "flowpod.dev/outcome {"):
+        assert Outcome.from_termination_message(other) is None

@@ -18,6 +18,8 @@ from flowpod._contract.keys import _check_attempt
 
 __all__ = [
     "FINAL_OUTCOME_STATES",
+    "MAX_TERMINATION_MESSAGE",
+    "TERMINATION_PREFIX",
     "CacheRecord",
     "FlowOutcome",
     "Outcome",
@@ -26,6 +28,11 @@ __all__ = [
 
 FINAL_OUTCOME_STATES: Final = frozenset({"Completed", "Failed", "TimedOut", "Crashed"})
 """The state names an outcome may carry."""
+
+TERMINATION_PREFIX: Final = "flowpod.dev/outcome "
+"""How a task pod's termination message starts when it carries the attempt's outcome."""
+MAX_TERMINATION_MESSAGE: Final = 4096
+"""The kubelet keeps at most this many bytes of a container's termination message."""
 
 _OUTCOME_TYPES: Final = {
     "Completed": "COMPLETED",
@@ -131,6 +138,24 @@ class Outcome(_AttemptEnd):
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise SerializationError(f"malformed task outcome record: {exc!r}") from exc
+
+    def to_termination_message(self) -> str | None:
+        """The outcome as the pod's termination message, which the kubelet puts in the pod's
+        status, so the operator learns it from the pod event it handles anyway instead of a
+        store read; None when it does not fit (the store record is the one read then)."""
+        text = TERMINATION_PREFIX + self.to_json().decode("utf-8")
+        return text if len(text.encode("utf-8")) <= MAX_TERMINATION_MESSAGE else None
+
+    @classmethod
+    def from_termination_message(cls, text: str | None) -> Outcome | None:
+        """The outcome a termination message carries; None for any other message (a crash's,
+        the runtime's) or one that does not parse whole (the store record is read then)."""
+        if not text or not text.startswith(TERMINATION_PREFIX):
+            return None
+        try:
+            return cls.from_json(text[len(TERMINATION_PREFIX):].encode("utf-8"))
+        except SerializationError:
+            return None
 
     @classmethod
     def from_json(cls, data: bytes) -> Outcome:

@@ -35,12 +35,15 @@ from flowpod._storage import LocalResultStore, S3StoreError, StorageConfig
 from flowpod.logging import RunFormatter, setup_logging
 
 if TYPE_CHECKING:
+    from flowpod._contract.records import Outcome
     from flowpod._storage import ResultStore
 
 __all__ = ["STORE_PATH_VAR", "main", "store_for_pod"]
 
 STORE_PATH_VAR = "FLOWPOD_STORE_PATH"
 """A local folder used as the result store instead of S3 (tests, single-machine setups)."""
+TERMINATION_LOG = "/dev/termination-log"
+"""Where the kubelet reads a container's termination message (the pod spec's default path)."""
 
 EXIT_COMPLETED = 0
 EXIT_NOT_COMPLETED = 1
@@ -157,6 +160,22 @@ def _exit_on_sigterm(store: ResultStore, namespace: str, name: str, attempt: int
     return signal.signal(signal.SIGTERM, terminated)
 
 
+def _tell_the_kubelet(outcome: Outcome) -> None:
+    """Best effort: the outcome (already in the store) as the container's termination message,
+    which the kubelet copies into the pod's status: the operator then reads it there, from the
+    pod event it handles anyway, instead of one store read per attempt. Outside a pod (no such
+    file: the kubelet creates it) nothing is written."""
+    path = os.environ.get("FLOWPOD_TERMINATION_LOG", TERMINATION_LOG)
+    message = outcome.to_termination_message()
+    if message is None or not os.path.exists(path):
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(message)
+    except OSError as exc:
+        sys.__stderr__.write(f"flowpod: could not write the termination message: {exc}\n")  # type: ignore[union-attr]
+
+
 def _log_to_stdout() -> None:
     """flowpod's console handler, on stdout: a pod's stdout is what ``kubectl logs`` shows."""
     setup_logging()
@@ -201,7 +220,9 @@ def _main(args: argparse.Namespace, copy: io.StringIO) -> int:
         else:
             from flowpod.pod._task import run_task
 
-            completed = run_task(store, namespace, name, args.attempt).completed
+            outcome = run_task(store, namespace, name, args.attempt)
+            _tell_the_kubelet(outcome)
+            completed = outcome.completed
     except S3StoreError as exc:
         log.error("The result store is unavailable, so this attempt ends without an outcome "
                   "(the operator retries it as an infrastructure failure): %s", exc)
