@@ -3,9 +3,10 @@
 
 This package's public face is this module: the operator and the pod import from here. Modules,
 lowest first: ``backends`` (``ResultStore``, local, memory), ``serializers``, ``cache``
-(``CacheStore``), ``s3_errors`` / ``s3_streams`` / ``s3`` (``S3ResultStore``), ``run_files``, and
-on top ``config`` (``StorageConfig``, the one form of a storage location, and the default store).
-boto3 is imported on first use of an S3 store, never by importing this package.
+(``CacheStore``), ``s3_errors`` / ``s3_light`` / ``s3_streams`` / ``s3`` (``S3ResultStore``),
+``run_files``, and on top ``config`` (``StorageConfig``, the one form of a storage location, and
+the default store). botocore is imported on first use of an S3 store, never by importing this
+package (on a custom endpoint with static keys, only ``botocore.exceptions``).
 """
 
 from __future__ import annotations

@@ -7,15 +7,27 @@ resume with a ranged GET pinned to the same ETag. The object appears only when t
 completes, so a failed or abandoned write never leaves a partial object behind.
 
 Outages are retried twice over: botocore's "standard" retry mode handles a short blip inside
-one call, and our own loop around every call retries connection errors, timeouts and 5xx /
-throttling answers with exponential backoff until a time budget (60 s by default) runs out. Then
-``S3StoreUnavailable`` names the endpoint, the bucket and what to check. Every call we make is
-idempotent (a part or an object re-sent whole), so retrying is always safe.
+one call (with botocore's client; see below for ours), and our own loop around every call
+retries connection errors, timeouts and 5xx / throttling answers with exponential backoff until a
+time budget (60 s by default) runs out. Then ``S3StoreUnavailable`` names the endpoint, the
+bucket and what to check. Every call we make is idempotent (a part or an object re-sent whole), so
+retrying is always safe.
 
 Credentials come from the AWS standard chain (``AWS_*`` environment variables, config files,
 instance roles) or are passed explicitly by a caller that read them from a Kubernetes Secret;
-never from a custom resource's spec. The client is botocore's (boto3's resource layer and
-transfer manager are not needed), imported on first use, not at import time.
+never from a custom resource's spec.
+
+The client, made on first use: on a custom endpoint (MinIO, Ceph, ...) with static credentials
+(passed, or ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``), our own
+``LightS3Client`` (``s3_light``) for GetObject, PutObject, HeadObject and DeleteObject, which
+spares a task pod botocore's ~110 ms of import and client creation; it hands everything else
+(multipart uploads, buckets, listings) to a botocore client made when first needed. On AWS
+itself, or with credentials from the chain (profiles, web identity, instance roles), botocore's
+client alone (boto3's resource layer and transfer manager are not needed).
+``FLOWPOD_S3_CLIENT=botocore`` in the environment forces botocore everywhere: an escape hatch
+should a server disagree with the light client. The light client makes one attempt per call (a
+keep-alive connection the server closed meanwhile is reopened and the request re-sent once); the
+retry loop below does the rest.
 """
 
 from __future__ import annotations
@@ -152,7 +164,7 @@ class S3ResultStore(ResultStore):
 
     @property
     def client(self) -> Any:
-        """The S3 client (botocore's, as boto3 makes it), created on first use (thread-safe)."""
+        """The S3 client (botocore's API, see the module docstring), made on first use."""
         if self._client is None:
             with self._client_lock:
                 if self._client is None:
@@ -160,6 +172,16 @@ class S3ResultStore(ResultStore):
         return self._client
 
     def _make_client(self) -> Any:
+        from flowpod._storage.s3_light import light_client_for
+
+        connect_timeout, read_timeout = self._timeouts
+        light = light_client_for(
+            self.endpoint_url, self.region, self._credentials, connect_timeout=connect_timeout,
+            read_timeout=read_timeout, fallback=self._make_botocore_client,
+        )
+        return light if light is not None else self._make_botocore_client()
+
+    def _make_botocore_client(self) -> Any:
         # botocore's own session and client: the same client boto3 would hand out, without
         # boto3's resource layer and s3transfer, which nothing here uses (a task pod is one
         # process per attempt, and those imports were a tenth of its CPU time).
