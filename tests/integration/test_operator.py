@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 
 from flowpod import task
+from flowpod._contract.records import Outcome
 from flowpod._contract.resources import TaskRunSpec
 from flowpod._kube.payloads import TaskPayload, write_payload
-from flowpod._storage.run_files import read_result
+from flowpod._storage.run_files import read_outcome, read_result
 
 from .harness import Cluster
 from .operator_fixtures import (  # noqa: F401 - fixtures
@@ -208,6 +209,13 @@ def test_result_comes_back(kube_api: Any, namespace: str, operator: OperatorProc
     owner = pod["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"], owner["controller"]) == ("TaskRun", name, True)
     assert taskrun["status"]["duration"]
+    # The kubelet carried the pod's outcome in its termination message (the non-root container
+    # could write it): the same record as the store's, which the operator need not read.
+    terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    told = Outcome.from_termination_message(terminated.get("message"))
+    stored = read_outcome(_store(), namespace, name, 1)
+    assert told is not None and stored is not None, terminated
+    assert told.to_dict() == stored.to_dict() and told.result_ref == taskrun["status"]["resultRef"]
 
 
 def test_concurrent_pods(kube_api: Any, namespace: str, operator: OperatorProcess) -> None:
