@@ -867,3 +867,26 @@ def test_flow_pod_taskrun_names_are_stable_per_series_and_place() -> None:
               pod.taskrun_name("Load_Rows-17", 5)}
     assert name not in others and len(others) == 3
     assert pod.resuming and not FlowPodRun("fr", "u-1", 3, 3).resuming
+
+
+def test_a_taskrun_of_another_task_under_the_followed_name_never_settles_the_future(
+        store: LocalResultStore) -> None:
+    from flowpod._kube.futures import KubernetesTaskFuture
+    from flowpod.context.runs import TaskRun as TaskRunRecord
+
+    runner = KubernetesTaskRunner(namespace=NS, store=store, api=FakeApi(store, operate=False))
+    future: KubernetesTaskFuture[Any] = KubernetesTaskFuture(
+        TaskRunRecord("triple-0", "triple", "key-of-this-task", {}, []))
+    with runner._lock:  # followed as _follow does, without starting the watch thread
+        runner._futures["triple-0-abcdef"] = future
+    future.taskrun_name, future.task_key = "triple-0-abcdef", "key-of-this-task"
+
+    def event(task_key: str, state: str) -> dict[str, Any]:
+        return {"metadata": {"name": "triple-0-abcdef"}, "spec": {"taskKey": task_key},
+                "status": {"state": state, "message": "done", "attempt": 1}}
+
+    # The lost flow pod's TaskRun of the same name ran another task: its end is not ours.
+    runner._on_object("MODIFIED", event("key-of-another-task", "Failed"))
+    assert not future.done()
+    runner._on_object("MODIFIED", event("key-of-this-task", "Running"))
+    assert not future.done() and future.task_run.state_name == "Running"

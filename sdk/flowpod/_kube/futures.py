@@ -27,11 +27,14 @@ logger = logging.getLogger("flowpod.kubernetes")
 class KubernetesTaskFuture(FlowpodFuture[R]):
     """The future of a task run that runs on the cluster as a TaskRun."""
 
-    __slots__ = ("_callbacks", "_done", "_final", "_guard", "taskrun_name")
+    __slots__ = ("_callbacks", "_done", "_final", "_guard", "task_key", "taskrun_name")
 
     def __init__(self, task_run: TaskRun) -> None:
         super().__init__(task_run)
         self.taskrun_name: str | None = None
+        # The spec.taskKey its TaskRun carries: an object of the same name that runs another
+        # task (an earlier flow pod's, submitted in another order) is never this future's.
+        self.task_key: str | None = None
         self._final: State[R] | None = None
         self._done = threading.Event()
         self._guard = threading.Lock()

@@ -274,7 +274,7 @@ class KubernetesTaskRunner(TaskRunner):
         try:
             prepared = prepare_taskrun(sub, params, self, self._flow_pod, sequence)
             name = prepared.name
-            self._follow(name, future)
+            self._follow(name, future, prepared.task_key)
             self._place(prepared, future)
         except Exception as exc:  # noqa: BLE001 - reported through the future
             with self._lock:
@@ -282,9 +282,11 @@ class KubernetesTaskRunner(TaskRunner):
             self._finish(future, exception_to_failed_state(
                 exc, "Could not submit the task run to Kubernetes:"))
 
-    def _follow(self, name: str, future: KubernetesTaskFuture[Any]) -> None:
-        """Route the watch's events of TaskRun ``name`` to ``future`` (before it exists)."""
+    def _follow(self, name: str, future: KubernetesTaskFuture[Any], task_key: str) -> None:
+        """Route the watch's events of TaskRun ``name`` running ``task_key`` to ``future``
+        (before it exists)."""
         future.taskrun_name = name
+        future.task_key = task_key
         with self._lock:
             self._futures[name] = future
         self._ensure_watch()
@@ -332,7 +334,7 @@ class KubernetesTaskRunner(TaskRunner):
              spec.get("taskName"), renamed.name)
         with self._lock:
             self._futures.pop(prepared.name, None)
-        self._follow(renamed.name, future)
+        self._follow(renamed.name, future, renamed.task_key)
         return renamed
 
     # -- watching --------------------------------------------------------------------------------
@@ -379,6 +381,11 @@ class KubernetesTaskRunner(TaskRunner):
         with self._lock:
             future = self._futures.get(name)
         if future is None:
+            return
+        task_key = (obj.get("spec") or {}).get("taskKey")
+        if future.task_key is not None and task_key is not None and task_key != future.task_key:
+            # Another task's TaskRun under this name (a resumed flow pod submitting in another
+            # order): _place renames this submission; the stranger's result is not its result.
             return
         status = obj.get("status") or {}
         state_name = status.get("state")
