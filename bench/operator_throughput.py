@@ -218,6 +218,31 @@ class Bench:
         fields = Path(f"/proc/{self.operator.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
+    @staticmethod
+    def others_cpu_s() -> dict[str, float]:
+        """CPU seconds so far of what shares the machine with the operator: the test cluster's
+        API server, etcd and MinIO (local processes here), this bench process, and the whole
+        machine (all cores, from /proc/stat)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        found = {"kube-apiserver": 0.0, "etcd": 0.0, "minio": 0.0}
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                name = (proc / "comm").read_text().strip()
+                if name not in found:
+                    continue
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            found[name] += (int(fields[11]) + int(fields[12])) / tick
+        mine = os.times()
+        found["bench"] = mine.user + mine.system
+        busy = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        # user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+        found["machine"] = sum(int(v) for i, v in enumerate(busy[:8]) if i not in (3, 4)) / tick
+        return found
+
     def operator_thread_cpu_s(self) -> tuple[float, float]:
         """CPU seconds of the operator's main thread (the event loop: kopf, the watch streams,
         the handlers) and of all its other threads (API and S3 calls)."""
@@ -425,6 +450,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="create TaskRuns at this many per second (default: all at once)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--profile", metavar="PATH", help="cProfile the operator into PATH")
+    parser.add_argument("--pod-cpu", type=int, default=0, metavar="N",
+                        help="also run N real task pods one at a time on the node "
+                             "(bench/task_pod_start.py; the image must be loaded) for the task "
+                             "pod CPU row")
     parser.add_argument("--no-termination-message", action="store_true",
                         help="the simulated pods leave their outcome in the store only")
     args = parser.parse_args(argv)
@@ -437,8 +466,11 @@ def main(argv: list[str] | None = None) -> int:
         counts0 = bench.counters()
         cpu_before = bench.operator_cpu_s()
         threads_before = bench.operator_thread_cpu_s()
+        others_before = bench.others_cpu_s()
         names = bench.run("run", args.count, None, args.rate)
         cpu_per_run = (bench.operator_cpu_s() - cpu_before) / len(names) * 1000
+        others_ms = {key: (value - others_before[key]) / len(names) * 1000
+                     for key, value in bench.others_cpu_s().items()}
         threads_after = bench.operator_thread_cpu_s()
         loop_ms, calls_ms = ((after - before) / len(names) * 1000
                              for after, before in zip(threads_after, threads_before, strict=True))
@@ -483,6 +515,7 @@ def main(argv: list[str] | None = None) -> int:
             "operator_cpu_ms_per_taskrun": cpu_per_run,
             "operator_cpu_ms_event_loop": loop_ms,
             "operator_cpu_ms_worker_threads": calls_ms,
+            "cpu_ms_per_taskrun_elsewhere": others_ms,
             "writes_per_taskrun": _writes(run_counts),
             "writes_per_cache_hit": _writes(cache_counts) if cache_counts else float("nan"),
             "counts_per_taskrun": run_counts,
@@ -493,6 +526,15 @@ def main(argv: list[str] | None = None) -> int:
         }
     finally:
         bench.teardown()
+    if args.pod_cpu:
+        # After the operator stopped: the pods' own CPU, with the node otherwise quiet.
+        pods = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "task_pod_start.py"), "--count",
+             str(args.pod_cpu), "--parallel", "1", "--json"],
+            capture_output=True, text=True, check=True, timeout=60 + 30 * args.pod_cpu)
+        measured = json.loads(pods.stdout)
+        figures["pod_cpu_p50_ms"] = measured["cpu_p50_ms"]
+        figures["pod_cpu_p99_ms"] = measured["cpu_p99_ms"]
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0
@@ -522,6 +564,14 @@ def main(argv: list[str] | None = None) -> int:
     row("operator CPU per TaskRun (no cache)", figures["operator_cpu_ms_per_taskrun"], "ms", 5)
     row("  of which the event loop (kopf, watches)", figures["operator_cpu_ms_event_loop"], "ms")
     row("  of which API and S3 call threads", figures["operator_cpu_ms_worker_threads"], "ms")
+    elsewhere = figures["cpu_ms_per_taskrun_elsewhere"]
+    for name in ("kube-apiserver", "etcd", "minio", "bench"):
+        row(f"CPU per TaskRun in {name}", elsewhere[name], "ms")
+    # Over the run's time, so a paced run below saturation also counts the machine's background.
+    row("CPU per TaskRun, whole machine (all cores)", elsewhere["machine"], "ms")
+    if rate is None or figures["taskruns_per_s"] < 0.98 * rate:
+        print(f"  (saturated: two cores hold about {2000 / max(elsewhere['machine'], 0.001):.0f}"
+              " TaskRuns/s at this whole-machine cost)")
     seen = figures["server_seen_per_taskrun"]
     server_writes = 1 + seen.get("run status patches", 0) + seen.get("run events", 0)
     if not run_counts:  # an older operator without counters: what the API server saw
@@ -547,6 +597,12 @@ def main(argv: list[str] | None = None) -> int:
         + ("at once" if rate is None else f"at {rate:g}/s"), figures["rss_mb_after_runs"], "MB",
         150, why_not="" if rate is None and args.count >= 5000 else "a burst of 5000")
     row("peak RSS at the end (with the cache hits)", figures["rss_mb"], "MB")
+    if args.pod_cpu:
+        row("task pod CPU, exec to outcome written, p50", figures["pod_cpu_p50_ms"], "ms", 120)
+        row("task pod CPU, exec to outcome written, p99", figures["pod_cpu_p99_ms"], "ms")
+    else:
+        row("task pod CPU, exec to outcome written, p50", 0.0, "ms", 120,
+            why_not="run with --pod-cpu 20 (real pods on the node)")
     row("pod created p50", figures["pod_p50_ms"], "ms")
     row("pod created p99", figures["pod_p99_ms"], "ms")
     row("TaskRuns completed / s", figures["taskruns_per_s"], "/s")
