@@ -234,29 +234,21 @@ class LightS3Client:
 
     def _send(self, method: str, path: str, headers: dict[str, str],
               body: bytes) -> http.client.HTTPResponse:
-        connection, reused = self._connection()
-        try:
-            return self._exchange(connection, method, path, headers, body)
-        except _STALE as exc:
-            self._drop(connection)
-            if not reused:
+        while True:
+            connection, reused = self._connection()
+            try:
+                return self._exchange(connection, method, path, headers, body)
+            except _STALE as exc:
+                self._drop(connection)
+                if reused:
+                    continue  # the server closed the idle keep-alive connection: a fresh one
                 raise bex.ConnectionClosedError(endpoint_url=self.endpoint_url) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            self._drop(connection)
-            raise self._translated(exc) from exc
-        except BaseException:
-            self._drop(connection)
-            raise
-        # The server closed the idle keep-alive connection: once more, on a fresh one.
-        connection, _ = self._connection()
-        try:
-            return self._exchange(connection, method, path, headers, body)
-        except (OSError, http.client.HTTPException) as exc:
-            self._drop(connection)
-            raise self._translated(exc) from exc
-        except BaseException:
-            self._drop(connection)
-            raise
+            except (OSError, http.client.HTTPException) as exc:
+                self._drop(connection)
+                raise self._translated(exc) from exc
+            except BaseException:
+                self._drop(connection)
+                raise
 
     def _exchange(self, connection: http.client.HTTPConnection, method: str, path: str,
                   headers: dict[str, str], body: bytes) -> http.client.HTTPResponse:
