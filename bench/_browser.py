@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # Debian's chromium package; Playwright drives it (never ``playwright install``).
 CHROMIUM = "/usr/bin/chromium"
@@ -52,6 +55,17 @@ def launch(playwright: object) -> object:
     """Headless Chromium from ``CHROMIUM`` through a started ``sync_playwright()``."""
     return playwright.chromium.launch(  # type: ignore[attr-defined]
         executable_path=CHROMIUM, args=LAUNCH_ARGS)
+
+
+def sample(playwright: object, one: Callable[[Any], T], repeat: int) -> list[T]:
+    """``one(browser)`` ``repeat`` times in one headless Chromium, after a warm-up call that
+    takes the browser's own first-start costs out of the figures."""
+    browser: Any = launch(playwright)
+    try:
+        one(browser)
+        return [one(browser) for _ in range(repeat)]
+    finally:
+        browser.close()
 
 
 def stats(samples: Iterable[float], suffix: str = "") -> dict[str, float]:

@@ -319,12 +319,7 @@ def run_browser(tasks: int, repeat: int) -> dict[str, Any]:
             if not hub.wait_synced(30):
                 raise SystemExit("the hub did not list the objects")
             url = f"{base}/runs/{NS}/{RUN}"
-            browser: Any = _browser.launch(p)
-            try:
-                _load_once(browser, url)  # warm-up: the browser's own first-start costs
-                samples = [_load_once(browser, url) for _ in range(repeat)]
-            finally:
-                browser.close()
+            samples = _browser.sample(p, lambda browser: _load_once(browser, url), repeat)
     finally:
         api.closed.set()
     figures = {key: _browser.stats((s[key] for s in samples), suffix="_ms")

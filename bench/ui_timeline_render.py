@@ -98,12 +98,7 @@ def measure(rows: int, runs: int, *, retry_all: bool = True) -> dict[str, Any]:
             encoding="utf-8",
         )
         with page_kit.serve(site) as base, sync_playwright() as p:
-            browser: Any = _browser.launch(p)
-            try:
-                _one_run(browser, base)  # warm-up: the browser's own first-start costs
-                samples = [_one_run(browser, base) for _ in range(runs)]
-            finally:
-                browser.close()
+            samples = _browser.sample(p, lambda browser: _one_run(browser, base), runs)
     attempts = sum(len(r["attempts"]) for r in data["rows"])
     summary = {key: _browser.stats(s[key] for s in samples) for key in FIGURES}
     return {"rows": rows, "attempts": attempts, "bars": samples[0]["bars"], "runs": runs,

@@ -46,10 +46,10 @@ def _container_state(state: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return {"waiting": {key: waiting[key] for key in ("reason", "message") if key in waiting}}
     terminated = state.get("terminated")
     if terminated is not None:
-        # The message says why a container that never ran ended (StartError: the runtime's
-        # words), which the NoOutcome status message carries; bounded as the status keeps it.
         # A task pod's own message is its outcome (``Outcome.to_termination_message``), kept
-        # whole: it spares the store read; any other is the runtime's words, bounded.
+        # whole: it spares the store read. Any other is the runtime's words on why a container
+        # that never ran ended (StartError), which the NoOutcome status message carries:
+        # bounded as the status keeps it.
         kept = {key: terminated[key] for key in ("exitCode", "reason") if key in terminated}
         message = str(terminated.get("message") or "")
         if message:

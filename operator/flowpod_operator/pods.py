@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from flowpod._contract.labels import (
     ATTEMPT_LABEL,
     FLOWRUN_LABEL,
+    MANAGED_BY,
     MANAGED_BY_LABEL,
     ROLE_LABEL,
     TASKRUN_LABEL,
@@ -53,7 +54,6 @@ __all__ = [
     "pod_name",
 ]
 
-MANAGED_BY = "flowpod-operator"
 CONTAINER_NAME = "task"
 FLOW_CONTAINER_NAME = "flow"
 # The only writable place in a pod: task code's temporary files and flowpod's own home.

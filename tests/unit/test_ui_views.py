@@ -158,3 +158,30 @@ def test_a_large_run_pages_its_task_table_and_filters_it_by_state() -> None:
     failed = views.flowrun_view(flowrun(), runs, [], NOW, task_state="Failed")
     assert failed["task_table"]["shown"] == 25 and failed["task_table"]["pages"] == 1
     assert {row["state"] for row in failed["tasks"]} == {"Failed"}
+
+
+def test_a_retry_on_its_way_is_a_state_of_its_own_on_every_page() -> None:
+    import re
+    from pathlib import Path
+
+    history = [entry("Pending", 1, 1), entry("Running", 2, 1), entry("Failed", 3, 1, "boom"),
+               entry("AwaitingRetry", 3, 1, "retry 1/1 in 1s"),
+               entry("Retrying", 4, 2, "Retry 1/1: starting attempt 2")]
+    run = taskrun("add-0-ab", history=history, state="Retrying")
+    [row] = views.timeline(flowrun(), [run], NOW)["rows"]
+    assert [(a["n"], a["state"], a["end"]) for a in row["attempts"]] == [
+        (1, "Failed", ms(3)), (2, "Retrying", None)]
+    assert "Retrying" in views.runs_view([flowrun(state="Retrying")], NOW)["choices"]["states"]
+    assert views.runs_view([flowrun(state="Retrying")], NOW, state="Retrying")["total"] == 1
+    # The timeline script draws the same states as the server names (else "unknown" grey).
+    script = (Path(views.__file__).parent / "static" / "timeline.js").read_text()
+    found = re.search(r"const STATES = \[(.*?)\];", script, re.S)
+    assert found is not None
+    assert tuple(re.findall(r'"(\w+)"', found.group(1))) == views.STATES
+
+
+def test_task_counts_follow_the_states_in_order() -> None:
+    run = flowrun(taskRuns={"total": 4, "timedOut": 1, "awaitingRetry": 2, "completed": 1})
+    assert views.runs_view([run], NOW)["rows"][0]["counts"] == [
+        {"state": "AwaitingRetry", "n": 2}, {"state": "Completed", "n": 1},
+        {"state": "TimedOut", "n": 1}]

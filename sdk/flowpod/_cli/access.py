@@ -119,15 +119,10 @@ def namespace_of(api: FlowRunApi, namespace: str | None) -> str:
 def make_store(storage: Mapping[str, Any] | None) -> ResultStore | None:
     """This process's view of the result store: FLOWPOD_S3_* first, else the run's storage.
     A malformed setting is a usage error naming the settings."""
-    from flowpod._kube.storage_views import storage_spec as _storage_spec
+    from flowpod._kube.storage_views import reader_store
 
     try:
-        spec = _storage_spec(None) or (_storage_spec(storage) if storage else None)
-        if spec is None:
-            return None
-        from flowpod._storage.s3 import S3ResultStore
-
-        return S3ResultStore.from_storage(spec)
+        return reader_store(storage)
     except ValueError as exc:  # pydantic's ValidationError and ConfigurationError among them
         if getattr(exc, "what", None):
             raise settings_error(exc) from None  # a setting that says itself what is wrong

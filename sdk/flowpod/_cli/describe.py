@@ -22,12 +22,7 @@ import click
 from flowpod._cli import access
 from flowpod._cli.errors import CliUsageError
 from flowpod._cli.get import age, format_table
-from flowpod._contract.labels import (
-    FLOWRUN_LABEL,
-    attempt_pod_name,
-    flow_pod_name,
-    label_value,
-)
+from flowpod._contract.labels import FLOWRUN_LABEL, label_value
 
 if TYPE_CHECKING:
     from flowpod._kube.flowrun_api import FlowRunApi
@@ -38,10 +33,6 @@ _COUNT_LABELS = (("pending", "pending"), ("running", "running"),
                  ("awaitingRetry", "awaiting retry"), ("completed", "completed"),
                  ("cached", "cached"), ("failed", "failed"), ("timedOut", "timed out"),
                  ("crashed", "crashed"), ("cancelled", "cancelled"))
-
-
-def _time(stamp: Any) -> datetime | None:
-    return access.parse_time(stamp)
 
 
 def _seconds(value: float) -> str:
@@ -56,32 +47,17 @@ def _seconds(value: float) -> str:
     return f"{hours}h{minutes}m"
 
 
-def _pod_of(obj: Mapping[str, Any], attempt: int) -> str:
-    """The pod of ``attempt``: status.pod for the current one; earlier ones by the naming the
-    operator follows (``flowpod._contract.labels``)."""
-    status = obj.get("status") or {}
-    current, pod = int(status.get("attempt") or 0), status.get("pod")
-    if pod and attempt == current:
-        return str(pod)
-    name = str(obj["metadata"]["name"])
-    if attempt < 1:
-        return "<none>"
-    if obj.get("kind") == "FlowRun":
-        return flow_pod_name(name, attempt)
-    return attempt_pod_name(name, attempt)
-
-
 def attempts_of(obj: Mapping[str, Any]) -> list[list[str]]:
     """One row per attempt - [ATTEMPT, POD, STATE, REASON, DURATION, MESSAGE] - from the
     object's history (``flowpod._contract.attempts``): the last state the attempt reached, and
     the time from its first to its last transition (to now while it is not final)."""
-    from flowpod._contract.attempts import attempt_spans
+    from flowpod._contract.attempts import attempt_pod, attempt_spans
 
     rows = []
     for span in attempt_spans(obj.get("status") or {}):
         start, end = span.start, span.end or datetime.now(UTC)
         duration = _seconds((end - start).total_seconds()) if start else "-"
-        rows.append([str(span.number), _pod_of(obj, span.number), span.last_state,
+        rows.append([str(span.number), attempt_pod(obj, span.number) or "<none>", span.last_state,
                      span.last_reason or "-", duration,
                      " ".join((span.last_message or "").split())])
     return rows

@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from flowpod._contract.labels import attempt_pod_name, flow_pod_name
 from flowpod._contract.states import FINAL_STATES
 
-__all__ = ["AttemptSpan", "RetryWait", "attempt_spans", "parse_time", "retry_waits"]
+__all__ = ["AttemptSpan", "RetryWait", "attempt_pod", "attempt_spans", "parse_time",
+           "retry_waits"]
 
 _WAITING = "AwaitingRetry"
 
@@ -123,3 +125,16 @@ def retry_waits(spans: Iterable[AttemptSpan]) -> list[RetryWait]:
         waits.append(RetryWait(span.number, span.waiting_since,
                                following.start if following is not None else None))
     return waits
+
+
+def attempt_pod(obj: Mapping[str, Any], attempt: int) -> str | None:
+    """The pod of ``attempt`` of a TaskRun or FlowRun object: ``status.pod`` for the current
+    one, earlier ones by the operator's naming; None before the first attempt."""
+    status = obj.get("status") or {}
+    if status.get("pod") and attempt == int(status.get("attempt") or 0):
+        return str(status["pod"])
+    if attempt < 1:
+        return None
+    name = str((obj.get("metadata") or {}).get("name") or "")
+    return flow_pod_name(name, attempt) if obj.get("kind") == "FlowRun" else \
+        attempt_pod_name(name, attempt)

@@ -15,6 +15,7 @@ import re
 __all__ = [
     "ATTEMPT_LABEL",
     "FLOWRUN_LABEL",
+    "MANAGED_BY",
     "MANAGED_BY_LABEL",
     "MAX_NAME",
     "ROLE_LABEL",
@@ -34,6 +35,8 @@ ROLE_LABEL = "flowpod.dev/role"
 RUNNER_LABEL = "flowpod.dev/runner"
 TASK_LABEL = "flowpod.dev/task"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "flowpod-operator"
+"""The ``MANAGED_BY_LABEL`` value of the pods the operator creates (the watches select on it)."""
 
 MAX_NAME = 63
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")

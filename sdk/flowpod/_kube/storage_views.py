@@ -5,7 +5,9 @@ machine reaches S3 (``FLOWPOD_S3_ENDPOINT``, e.g. a kind node port on localhost)
 written into the cluster carry ``FLOWPOD_S3_CLUSTER_ENDPOINT`` instead when that is set (pods
 reach S3 at another address). ``storage_views`` is the one place that override happens;
 ``local_store`` makes this process's store from its view. Used by ``KubernetesTaskRunner``
-(``flowpod._kube.runner``) and by ``submit()`` / ``FlowRunHandle`` (``flowpod._kube.submit``).
+(``flowpod._kube.runner``) and by ``submit()`` / ``FlowRunHandle`` (``flowpod._kube.submit``);
+``reader_store`` is how a reader of finished runs (``flowpod logs``, the dashboard) reaches a
+run's results and logs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "StorageViews",
     "local_storage",
     "local_store",
+    "reader_store",
     "storage_spec",
     "storage_views",
 ]
@@ -97,3 +100,15 @@ def local_store(local: StorageSpec | None, missing: str) -> ResultStore:
     if local is None:
         raise ConfigurationError(missing)
     return StorageConfig.from_spec(local).to_store()
+
+
+def reader_store(run_storage: Mapping[str, Any] | None) -> ResultStore | None:
+    """The store a reader of a run uses: ``FLOWPOD_S3_*`` first, else the run's
+    ``spec.storage``; None when neither names one. ValueError (pydantic's, or a
+    ConfigurationError) when the settings are malformed."""
+    spec = storage_spec(None) or (storage_spec(run_storage) if run_storage else None)
+    if spec is None:
+        return None
+    from flowpod._storage.s3 import S3ResultStore
+
+    return S3ResultStore.from_storage(spec)

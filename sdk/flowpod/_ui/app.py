@@ -68,13 +68,13 @@ _HEADERS = [(b"content-security-policy", _CSP.encode()), (b"x-content-type-optio
             (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY")]
 
 
-
 def _page(value: str | None) -> int:
     """A page number from the query: 1 when absent or not a number."""
     try:
         return max(1, int(value or 1))
     except ValueError:
         return 1
+
 
 def embed_json(data: Any) -> Markup:
     """``data`` as JSON that is safe inside ``<script type="application/json">``."""

@@ -28,13 +28,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from flowpod._contract.labels import FLOWRUN_LABEL, MANAGED_BY_LABEL, label_value
+from flowpod._contract.labels import FLOWRUN_LABEL, MANAGED_BY, MANAGED_BY_LABEL, label_value
 from flowpod._kube.taskrun_api import WatchExpired
 
 __all__ = ["KINDS", "HubApi", "Subscription", "WatchHub"]
 
 KINDS = ("flowruns", "taskruns", "pods", "events")
-POD_SELECTOR = f"{MANAGED_BY_LABEL}=flowpod-operator"  # the operator's pods (flowpod_operator.pods)
+POD_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"  # the operator's pods
 _RUN_KINDS = {"FlowRun", "TaskRun"}  # Events about anything else are not kept
 _BACKOFF_MAX = 30.0
 Key = tuple[str, str]

@@ -7,9 +7,10 @@ dicts, sets) can load and no code of the pickle's choosing runs. Anything else (
 instance, a dataframe, a cloudpickled function) is described by its size, never loaded. The
 text shown is cut at ``TEXT_LIMIT`` characters.
 
-Also the dashboard's own view of the result store (``store_for``): ``FLOWPOD_S3_*`` first, else
-the run's ``spec.storage``; one store per storage, reused; None when there is none or the
-settings are unusable (the page says logs and results are unavailable).
+Also the dashboard's own view of the result store (``StoreCache``): a reader's store
+(``flowpod._kube.storage_views.reader_store``: ``FLOWPOD_S3_*`` first, else the run's
+``spec.storage``), one per storage, reused; None when there is none or the settings are
+unusable (the page says logs and results are unavailable).
 """
 
 from __future__ import annotations
@@ -129,14 +130,9 @@ class StoreCache:
 
     @staticmethod
     def _make(storage: Mapping[str, Any] | None) -> ResultStore | None:
-        from flowpod._kube.storage_views import storage_spec
+        from flowpod._kube.storage_views import reader_store
 
         try:
-            spec = storage_spec(None) or (storage_spec(storage) if storage else None)
-            if spec is None:
-                return None
-            from flowpod._storage.s3 import S3ResultStore
-
-            return S3ResultStore.from_storage(spec)
+            return reader_store(storage)
         except ValueError:  # malformed settings: no store, the page says so
             return None

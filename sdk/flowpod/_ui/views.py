@@ -18,9 +18,14 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from flowpod._contract.attempts import AttemptSpan, attempt_spans, parse_time, retry_waits
-from flowpod._contract.labels import attempt_pod_name, flow_pod_name
-from flowpod._contract.states import FINAL_STATES
+from flowpod._contract.attempts import (
+    AttemptSpan,
+    attempt_pod,
+    attempt_spans,
+    parse_time,
+    retry_waits,
+)
+from flowpod._contract.states import FINAL_STATES, StateName
 from flowpod._contract.status import format_duration
 
 __all__ = [
@@ -33,20 +38,14 @@ __all__ = [
     "timeline",
 ]
 
-STATES = ("Pending", "Running", "AwaitingRetry", "Completed", "Cached", "Failed", "TimedOut",
-          "Crashed", "Cancelled")
-_COUNT_KEYS = (("pending", "Pending"), ("running", "Running"),
-               ("awaitingRetry", "AwaitingRetry"), ("completed", "Completed"),
-               ("cached", "Cached"), ("failed", "Failed"), ("timedOut", "TimedOut"),
-               ("crashed", "Crashed"), ("cancelled", "Cancelled"))
+STATES = tuple(state.value for state in StateName)
 TASKS_PER_PAGE = 100
 PER_PAGE = 50
+_PARAMS_SHORT = 80
 
 
 def _state_order(state: str) -> int:
     return STATES.index(state) if state in STATES else len(STATES)
-
-_PARAMS_SHORT = 80
 
 
 def _ms(when: datetime | None) -> int | None:
@@ -111,9 +110,11 @@ def _short_parameters(parameters: Mapping[str, Any]) -> str:
 
 
 def _counts(obj: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The FlowRun's task-run counts by state; ``status.taskRuns`` names each count as its
+    state in camelCase (``awaitingRetry``)."""
     counts = _status(obj).get("taskRuns") or {}
-    return [{"state": state, "n": int(counts.get(key) or 0)} for key, state in _COUNT_KEYS
-            if int(counts.get(key) or 0)]
+    found = ((state, int(counts.get(state[0].lower() + state[1:]) or 0)) for state in STATES)
+    return [{"state": state, "n": n} for state, n in found if n]
 
 
 def _run_row(obj: Mapping[str, Any], now: datetime) -> dict[str, Any]:
@@ -263,15 +264,6 @@ def timeline(flowrun: Mapping[str, Any], taskruns: Iterable[Mapping[str, Any]],
                      for obj in sorted(taskruns, key=_task_sort_key)]}
 
 
-def _pod_of(obj: Mapping[str, Any], attempt: int) -> str:
-    status = _status(obj)
-    if status.get("pod") and attempt == int(status.get("attempt") or 0):
-        return str(status["pod"])
-    name = str(_meta(obj).get("name") or "")
-    return flow_pod_name(name, attempt) if obj.get("kind") == "FlowRun" else \
-        attempt_pod_name(name, attempt)
-
-
 def taskrun_view(taskrun: Mapping[str, Any], flowrun: str,
                  events: Iterable[Mapping[str, Any]], now: datetime) -> dict[str, Any]:
     """A task run's page: attempts, cache key and hit, spec, events."""
@@ -281,7 +273,7 @@ def taskrun_view(taskrun: Mapping[str, Any], flowrun: str,
     for span in attempt_spans(status):
         until = span.end or now
         attempts.append({
-            "n": span.number, "pod": _pod_of(taskrun, span.number), "state": span.state,
+            "n": span.number, "pod": attempt_pod(taskrun, span.number) or "-", "state": span.state,
             "reason": span.reason or "-", "message": span.message or "",
             "start": _time_text(span.start), "ongoing": span.ongoing,
             "duration": duration_text((until - span.start).total_seconds()) if span.start

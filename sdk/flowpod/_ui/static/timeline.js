@@ -14,8 +14,9 @@
 (function () {
   "use strict";
 
-  const STATES = ["Pending", "Running", "AwaitingRetry", "Completed", "Cached", "Failed",
-    "TimedOut", "Crashed", "Cancelled"];
+  // flowpod._contract.states.StateName, in its order (the server's views.STATES).
+  const STATES = ["Pending", "Running", "AwaitingRetry", "Retrying", "Completed", "Cached",
+    "Failed", "TimedOut", "Crashed", "Cancelled"];
   // A 1,000-task map is readable only as a handful of groups; below this, rows are shown.
   const AUTO_GROUP_ROWS = 200;
   const ZOOM_MAX = 1024;
